@@ -1,0 +1,40 @@
+# make setup: create or reuse .venv and build cxrfast into it (idempotent).
+# make test:  the whole test suite, fuzzing included.   make demo: the main job on generated data.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# A machine without an NVIDIA GPU gets the CPU build of torch (on disk here), never the CUDA one.
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH := $(if $(HAS_GPU),"torch>=2.13,!=2.13.0+cpu",torch==2.13.0)
+
+.PHONY: setup build test demo bench fuzz clean
+
+setup: $(VENV)/.deps build
+
+$(VENV)/.deps: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install $(TORCH)
+	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake
+	$(PIP) install --no-build-isolation -e ".[test,jpeg-gpl]"
+	touch $@
+
+# Incremental: CMake and ninja rebuild only what changed under build/.
+build: $(VENV)/.deps
+	$(PIP) install --no-build-isolation --no-deps -e . -q
+
+test: setup
+	$(PY) -m pytest tests -q
+	$(MAKE) fuzz
+
+fuzz: setup
+	$(PY) tests/fuzz/fuzz_dicom_parser.py -max_total_time=60 -rss_limit_mb=4096
+
+bench: setup
+	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-columns=median,iqr,rounds
+
+demo: setup
+	$(PY) -m pytest benchmarks/bench_dicom.py -q --benchmark-enable --benchmark-columns=median,iqr,rounds
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,252 @@
+// cxrfast._C: the one registration point of the C++ kernels. Works on raw buffers (numpy
+// arrays, bytes, memoryviews) and releases the GIL around every pass over pixel data.
+#include <fcntl.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "dicom/parser.h"
+#include "dicom/pixels.h"
+#include "dicom/rle.h"
+
+namespace py = pybind11;
+using namespace cxrfast::dicom;
+
+namespace {
+
+struct Bytes {
+  const uint8_t* data;
+  size_t size;
+};
+
+Bytes bytes_of(const py::buffer& b) {
+  py::buffer_info info = b.request();
+  if (!PyBuffer_IsContiguous(info.view(), 'C')) throw py::value_error("buffer must be C-contiguous");
+  return {static_cast<const uint8_t*>(info.ptr), size_t(info.size) * size_t(info.itemsize)};
+}
+
+uint8_t* writable_bytes(py::array& a, size_t need, const char* what) {
+  if (!a.writeable()) throw py::value_error(std::string(what) + " is read-only");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(what) + " must be C-contiguous");
+  if (size_t(a.nbytes()) < need) {
+    throw py::value_error(std::string(what) + " holds " + std::to_string(a.nbytes()) + " bytes, " +
+                          std::to_string(need) + " needed");
+  }
+  return static_cast<uint8_t*>(a.mutable_data());
+}
+
+void check_format(const PixelFormat& f) {
+  if (f.bits_allocated != 8 && f.bits_allocated != 16 && f.bits_allocated != 32) {
+    throw py::value_error("bits_allocated must be 8, 16 or 32, not " + std::to_string(f.bits_allocated));
+  }
+  if (f.bits_stored < 1 || f.bits_stored > f.bits_allocated) {
+    throw py::value_error("bits_stored " + std::to_string(f.bits_stored) + " is outside 1.." +
+                          std::to_string(f.bits_allocated));
+  }
+}
+
+const uint8_t* source_span(const py::buffer& src, uint64_t offset, size_t count, const PixelFormat& f) {
+  Bytes b = bytes_of(src);
+  uint64_t need = uint64_t(count) * uint64_t(f.bits_allocated / 8);
+  if (offset > b.size || need > b.size - offset) {
+    throw py::value_error("source of " + std::to_string(b.size) + " bytes is too short for " + std::to_string(count) +
+                          " values at offset " + std::to_string(offset));
+  }
+  return b.data + offset;
+}
+
+Lut lut_of(const py::array_t<float, py::array::c_style>& lut, int64_t first) {
+  if (lut.ndim() != 1 || lut.size() == 0) throw py::value_error("lut must be a non-empty 1-d float32 array");
+  return {lut.data(), first, int64_t(lut.size())};
+}
+
+// An open file descriptor closed on scope exit; errors become OSError naming the path.
+struct File {
+  int fd;
+  explicit File(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd < 0) {
+      errno = errno ? errno : EIO;
+      PyErr_SetFromErrnoWithFilename(PyExc_OSError, path.c_str());
+      throw py::error_already_set();
+    }
+  }
+  ~File() { ::close(fd); }
+};
+
+py::list element_list(const std::vector<Element>& elements) {
+  py::list out(elements.size());
+  for (size_t i = 0; i < elements.size(); ++i) {
+    const Element& e = elements[i];
+    char vr[3] = {char(e.vr >> 8), char(e.vr & 0xFF), 0};
+    out[i] = py::make_tuple(e.tag, e.vr ? vr : "", e.sequence, e.item, e.offset, e.length);
+  }
+  return out;
+}
+
+py::dict to_python(Dataset& ds) {
+  py::dict d;
+  d["complete"] = ds.complete;
+  d["has_meta"] = ds.has_meta;
+  d["transfer_syntax"] = ds.transfer_syntax;
+  d["explicit_vr"] = ds.explicit_vr;
+  d["little_endian"] = ds.little_endian;
+  d["deflated"] = ds.deflated;
+  if (ds.deflated) {
+    auto* owner = new std::vector<uint8_t>(std::move(ds.inflated));
+    py::capsule free_owner(owner, [](void* p) { delete static_cast<std::vector<uint8_t>*>(p); });
+    d["inflated"] = py::array_t<uint8_t>({py::ssize_t(owner->size())}, {1}, owner->data(), free_owner);
+  } else {
+    d["inflated"] = py::none();
+  }
+  d["meta"] = element_list(ds.meta);
+  d["elements"] = element_list(ds.elements);
+  d["has_pixel_data"] = ds.has_pixel_data;
+  d["encapsulated"] = ds.encapsulated;
+  char vr[3] = {char(ds.pixel_vr >> 8), char(ds.pixel_vr & 0xFF), 0};
+  d["pixel_vr"] = ds.pixel_vr ? vr : "";
+  d["pixel_offset"] = ds.pixel_offset;
+  d["pixel_length"] = ds.pixel_length;
+  d["basic_offset_table"] = ds.basic_offset_table;
+  py::list fragments(ds.fragments.size());
+  for (size_t i = 0; i < ds.fragments.size(); ++i) {
+    const Fragment& f = ds.fragments[i];
+    fragments[i] = py::make_tuple(f.position, f.offset, f.length);
+  }
+  d["fragments"] = fragments;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "cxrfast native kernels (C++, no libtorch)";
+  py::register_exception<ParseError>(m, "ParseError", PyExc_ValueError);
+
+  py::class_<PixelFormat>(m, "PixelFormat")
+      .def(py::init([](int bits_allocated, int bits_stored, bool is_signed, bool swap_bytes) {
+             PixelFormat f{bits_allocated, bits_stored, is_signed, swap_bytes};
+             check_format(f);
+             return f;
+           }),
+           py::kw_only(), py::arg("bits_allocated"), py::arg("bits_stored"), py::arg("is_signed") = false,
+           py::arg("swap_bytes") = false)
+      .def_readonly("bits_allocated", &PixelFormat::bits_allocated)
+      .def_readonly("bits_stored", &PixelFormat::bits_stored)
+      .def_readonly("is_signed", &PixelFormat::is_signed)
+      .def_readonly("swap_bytes", &PixelFormat::swap_bytes);
+
+  m.def(
+      "parse",
+      [](const py::buffer& buffer, bool stop_before_pixels, bool partial, std::vector<uint32_t> sequences,
+         uint64_t max_inflated_bytes) {
+        Bytes b = bytes_of(buffer);
+        ParseOptions options;
+        options.stop_before_pixels = stop_before_pixels;
+        options.partial = partial;
+        options.sequences = std::move(sequences);
+        options.max_inflated_bytes = max_inflated_bytes;
+        Dataset ds;
+        {
+          py::gil_scoped_release release;
+          ds = parse(b.data, b.size, options);
+        }
+        return to_python(ds);
+      },
+      py::arg("buffer"), py::kw_only(), py::arg("stop_before_pixels") = false, py::arg("partial") = false,
+      py::arg("sequences") = std::vector<uint32_t>{}, py::arg("max_inflated_bytes") = uint64_t(1) << 32,
+      "Locate the elements and pixel data of a DICOM byte stream; raises ParseError.");
+
+  m.def(
+      "unpack_stored",
+      [](const py::buffer& src, uint64_t offset, py::array dst, size_t count, const PixelFormat& f) {
+        const uint8_t* s = source_span(src, offset, count, f);
+        uint8_t* d = writable_bytes(dst, count * size_t(f.bits_allocated / 8), "dst");
+        py::gil_scoped_release release;
+        unpack_stored(s, d, count, f);
+      },
+      py::arg("src"), py::arg("offset"), py::arg("dst"), py::arg("count"), py::arg("format"),
+      "Raw Pixel Data values -> stored values (masked or sign-extended); src and dst may alias.");
+
+  m.def(
+      "map_stored",
+      [](const py::buffer& src, uint64_t offset, py::array dst, size_t count, const PixelFormat& f,
+         const py::array_t<float, py::array::c_style>& lut, int64_t first) {
+        const uint8_t* s = source_span(src, offset, count, f);
+        float* d = reinterpret_cast<float*>(writable_bytes(dst, count * 4, "dst"));
+        if (dst.dtype().kind() != 'f' || dst.itemsize() != 4) throw py::value_error("dst must be float32");
+        Lut l = lut_of(lut, first);
+        py::gil_scoped_release release;
+        map_stored(s, d, count, f, l);
+      },
+      py::arg("src"), py::arg("offset"), py::arg("dst"), py::arg("count"), py::arg("format"), py::arg("lut"),
+      py::arg("first"), "Raw Pixel Data values -> lut[stored value - first] as float32.");
+
+  m.def(
+      "stored_range",
+      [](const py::buffer& src, uint64_t offset, size_t count, const PixelFormat& f, int64_t pad_low,
+         int64_t pad_high) {
+        const uint8_t* s = source_span(src, offset, count, f);
+        int64_t low = 0, high = 0;
+        size_t kept;
+        {
+          py::gil_scoped_release release;
+          kept = stored_range(s, count, f, pad_low, pad_high, &low, &high);
+        }
+        return py::make_tuple(low, high, kept);
+      },
+      py::arg("src"), py::arg("offset"), py::arg("count"), py::arg("format"), py::arg("pad_low") = 1,
+      py::arg("pad_high") = 0, "(min, max, count) of stored values outside [pad_low, pad_high].");
+
+  m.def(
+      "read_stored",
+      [](const std::string& path, uint64_t offset, py::array dst, size_t count, const PixelFormat& f) {
+        uint8_t* d = writable_bytes(dst, count * size_t(f.bits_allocated / 8), "dst");
+        File file(path);
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          ok = read_stored(file.fd, offset, d, count, f);
+        }
+        if (!ok) throw ParseError("truncated: pixel data ends before " + std::to_string(count) + " values");
+      },
+      py::arg("path"), py::arg("offset"), py::arg("dst"), py::arg("count"), py::arg("format"),
+      "Read and unpack native Pixel Data straight from a file.");
+
+  m.def(
+      "read_mapped",
+      [](const std::string& path, uint64_t offset, py::array dst, size_t count, const PixelFormat& f,
+         const py::array_t<float, py::array::c_style>& lut, int64_t first) {
+        float* d = reinterpret_cast<float*>(writable_bytes(dst, count * 4, "dst"));
+        if (dst.dtype().kind() != 'f' || dst.itemsize() != 4) throw py::value_error("dst must be float32");
+        Lut l = lut_of(lut, first);
+        File file(path);
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          ok = read_mapped(file.fd, offset, d, count, f, l);
+        }
+        if (!ok) throw ParseError("truncated: pixel data ends before " + std::to_string(count) + " values");
+      },
+      py::arg("path"), py::arg("offset"), py::arg("dst"), py::arg("count"), py::arg("format"), py::arg("lut"),
+      py::arg("first"), "Read native Pixel Data from a file straight through a lookup table.");
+
+  m.def(
+      "decode_rle_frame",
+      [](const py::buffer& src, py::array dst, size_t rows, size_t columns, int samples_per_pixel,
+         int bytes_per_sample) {
+        if (samples_per_pixel < 1 || samples_per_pixel > 4 || bytes_per_sample < 1 || bytes_per_sample > 4) {
+          throw py::value_error("unsupported RLE pixel format");
+        }
+        Bytes s = bytes_of(src);
+        uint8_t* d = writable_bytes(dst, rows * columns * size_t(samples_per_pixel * bytes_per_sample), "dst");
+        py::gil_scoped_release release;
+        decode_rle_frame(s.data, s.size, d, rows, columns, samples_per_pixel, bytes_per_sample);
+      },
+      py::arg("src"), py::arg("dst"), py::arg("rows"), py::arg("columns"), py::arg("samples_per_pixel"),
+      py::arg("bytes_per_sample"), "Decode one RLE Lossless frame into little endian interleaved samples.");
+}
