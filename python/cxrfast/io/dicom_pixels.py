@@ -19,9 +19,9 @@ def stored_dtype(info: DicomInfo) -> np.dtype:
 
 
 def pixel_format(info: DicomInfo, *, swap_bytes: bool = False, clean: bool = False) -> _C.PixelFormat:
-    """`clean`: values already unpacked, so no masking is needed to read them."""
-    return _C.PixelFormat(bits_allocated=info.bits_allocated,
-                          bits_stored=info.bits_allocated if clean else info.bits_stored,
+    """`clean`: values already unpacked into `stored_dtype`, so there is nothing to mask."""
+    bits = stored_dtype(info).itemsize * 8 if clean else info.bits_allocated
+    return _C.PixelFormat(bits_allocated=bits, bits_stored=bits if clean else info.bits_stored,
                           is_signed=info.is_signed, swap_bytes=swap_bytes)
 
 
