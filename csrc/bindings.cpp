@@ -5,6 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <cerrno>
 #include <cstring>
@@ -126,6 +129,23 @@ py::dict to_python(Dataset& ds) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "cxrfast native kernels (C++, no libtorch)";
   py::register_exception<ParseError>(m, "ParseError", PyExc_ValueError);
+
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("the number of threads must be at least 1");
+#ifdef _OPENMP
+        omp_set_num_threads(n);
+#endif
+      },
+      py::arg("n"), "Threads the native kernels use (OpenMP); 1 inside data loader workers.");
+  m.def("get_num_threads", [] {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+  });
 
   py::class_<PixelFormat>(m, "PixelFormat")
       .def(py::init([](int bits_allocated, int bits_stored, bool is_signed, bool swap_bytes) {

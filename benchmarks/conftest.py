@@ -1,0 +1,63 @@
+"""Ratios against the baseline of each group, printed after pytest-benchmark's table and saved
+as markdown in build/benchmarks/<file>.md for BENCHMARKS.md.
+
+Each benchmark tags itself: extra_info["role"] is "cxrfast", "baseline" or "floor" and
+extra_info["images"] the images one round handles, so figures are per image."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import pytest
+
+
+def _per_image_ms(bench) -> float:
+    return bench.stats.median * 1e3 / bench.extra_info.get("images", 1)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not session.benchmarks:
+        return
+    groups: dict[str, list] = {}
+    for bench in session.benchmarks:
+        groups.setdefault(bench.group or bench.name, []).append(bench)
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; medians per image.",
+        "",
+        "| group | cxrfast ms/image | compared with | its ms/image | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for group, benches in groups.items():
+        ours = [b for b in benches if b.extra_info.get("role") == "cxrfast"]
+        if not ours:
+            continue
+        mine = _per_image_ms(ours[0])
+        for other in benches:
+            role = other.extra_info.get("role")
+            if role == "baseline":
+                ratio = f"{_per_image_ms(other) / mine:.2f}× faster"
+            elif role == "floor":
+                ratio = f"{mine / _per_image_ms(other):.2f}× the floor"
+            else:
+                continue
+            label = other.extra_info.get("label", other.name)
+            lines.append(f"| {group} | {mine:.2f} | {label} | {_per_image_ms(other):.2f} | {ratio} |")
+    text = "\n".join(lines)
+    terminalreporter.write_sep("=", "cxrfast against baselines")
+    terminalreporter.write_line(text)
+    out = Path("build/benchmarks")
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted({Path(b.fullname.split("::")[0]).stem for b in session.benchmarks})
+    (out / f"{'+'.join(names)}.md").write_text(text + "\n")
+
+
+@pytest.fixture
+def tag(benchmark):
+    """tag(role, images, label=None): mark this benchmark for the ratio table."""
+
+    def _tag(role: str, images: int, label: str | None = None) -> None:
+        benchmark.extra_info.update(role=role, images=images, label=label or role)
+
+    return _tag
