@@ -1,0 +1,1 @@
+"""Synthetic data: chest-radiograph phantoms with labelled findings."""
