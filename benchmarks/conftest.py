@@ -16,6 +16,7 @@ def _per_image_ms(bench) -> float:
     return bench.stats.median * 1e3 / bench.extra_info.get("images", 1)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or not session.benchmarks:
