@@ -6,6 +6,8 @@ flatters a number; figures are medians per image. Run: make bench (or make demo)
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pydicom
 import pytest
@@ -45,14 +47,6 @@ def rle_files(tmp_path_factory):
     return _write_set(tmp_path_factory.mktemp("rle"), N_RLE, "rle")
 
 
-def _round(read, paths):
-    return lambda: [read(p) for p in paths]
-
-
-def _run(benchmark, read, paths):
-    benchmark.pedantic(_round(read, paths), rounds=ROUNDS, warmup_rounds=1, iterations=1)
-
-
 def _plain_read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -74,73 +68,61 @@ def _pydicom_rle(path):
     return ds.pixel_array
 
 
-@pytest.mark.benchmark(group="stored 2500×2048 uncompressed")
-def test_stored_cxrfast(benchmark, tag, raw_files):
-    tag("cxrfast", N_RAW)
-    _run(benchmark, lambda p: read_dicom(p, stage="stored"), raw_files)
-
-
-@pytest.mark.benchmark(group="stored 2500×2048 uncompressed")
-def test_stored_pydicom(benchmark, tag, raw_files):
-    tag("baseline", N_RAW, "pydicom pixel_array")
-    _run(benchmark, _pydicom_stored, raw_files)
-
-
-@pytest.mark.benchmark(group="stored 2500×2048 uncompressed")
-def test_stored_plain_read(benchmark, tag, raw_files):
-    tag("floor", N_RAW, "plain read of the file")
-    _run(benchmark, _plain_read, raw_files)
-
-
-@pytest.mark.benchmark(group="display 2500×2048 uncompressed")
-def test_display_cxrfast(benchmark, tag, raw_files):
-    tag("cxrfast", N_RAW)
-    _run(benchmark, lambda p: read_dicom(p, stage="display"), raw_files)
-
-
-@pytest.mark.benchmark(group="display 2500×2048 uncompressed")
-def test_display_pydicom(benchmark, tag, raw_files):
-    tag("baseline", N_RAW, "pydicom modality+VOI+inversion")
-    _run(benchmark, _pydicom_display, raw_files)
-
-
-@pytest.mark.benchmark(group="stored 2500×2048 RLE")
-def test_rle_cxrfast(benchmark, tag, rle_files):
-    tag("cxrfast", N_RLE)
-    _run(benchmark, lambda p: read_dicom(p, stage="stored"), rle_files)
-
-
-@pytest.mark.benchmark(group="stored 2500×2048 RLE")
-def test_rle_pydicom(benchmark, tag, rle_files):
-    tag("baseline", N_RLE, "pydicom native RLE")
-    _run(benchmark, _pydicom_rle, rle_files)
-
-
 def _area(image: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None], size=(size, size),
                          mode="area")[0, 0]
 
 
-@pytest.fixture
-def one_core():
+def _cxrfast(stage):
+    return lambda path: read_dicom(path, stage=stage).pixels
+
+
+def _resized(read, size):
+    return lambda path: _area(read(path), size)
+
+
+# group: [(role, label, read one file, fixture with the files, on one core)]
+GROUPS = {
+    "stored 2500x2048 uncompressed": [
+        ("cxrfast", "cxrfast", _cxrfast("stored"), "raw_files", False),
+        ("baseline", "pydicom pixel_array", _pydicom_stored, "raw_files", False),
+        ("floor", "plain read of the file", _plain_read, "raw_files", False),
+    ],
+    "display 2500x2048 uncompressed": [
+        ("cxrfast", "cxrfast", _cxrfast("display"), "raw_files", False),
+        ("baseline", "pydicom modality+VOI+inversion", _pydicom_display, "raw_files", False),
+    ],
+    "stored 2500x2048 RLE": [
+        ("cxrfast", "cxrfast", _cxrfast("stored"), "rle_files", False),
+        ("baseline", "pydicom native RLE", _pydicom_rle, "rle_files", False),
+    ],
+    **{f"decode+display+area resize to {size}, 1 core": [
+        ("cxrfast", "cxrfast", _resized(_cxrfast("display"), size), "raw_files", True),
+        ("baseline", "pydicom chain + torch area resize", _resized(_pydicom_display, size), "raw_files", True),
+    ] for size in (224, 512)},
+}
+CASES = [pytest.param(group, *contender, id=f"{group} | {contender[1]}")
+         for group, contenders in GROUPS.items() for contender in contenders]
+
+
+@contextmanager
+def _threads(one_core: bool):
     """Per-core throughput: every library on one thread."""
-    threads, native = torch.get_num_threads(), _C.get_num_threads()
-    torch.set_num_threads(1)
-    _C.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    _C.set_num_threads(native)
+    saved = torch.get_num_threads(), _C.get_num_threads()
+    if one_core:
+        torch.set_num_threads(1)
+        _C.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        _C.set_num_threads(saved[1])
 
 
-@pytest.mark.parametrize("size", [224, 512])
-def test_resize_cxrfast(benchmark, tag, raw_files, size, one_core):
-    benchmark.group = f"decode+display+area resize to {size}, 1 core"
-    tag("cxrfast", N_RAW)
-    _run(benchmark, lambda p: _area(read_dicom(p, stage="display").pixels, size), raw_files)
-
-
-@pytest.mark.parametrize("size", [224, 512])
-def test_resize_pydicom(benchmark, tag, raw_files, size, one_core):
-    benchmark.group = f"decode+display+area resize to {size}, 1 core"
-    tag("baseline", N_RAW, "pydicom chain + torch area resize")
-    _run(benchmark, lambda p: _area(_pydicom_display(p), size), raw_files)
+@pytest.mark.parametrize("group,role,label,read,files,one_core", CASES)
+def test_read(benchmark, tag, request, group, role, label, read, files, one_core):
+    paths = request.getfixturevalue(files)
+    benchmark.group = group
+    tag(role, len(paths), label)
+    with _threads(one_core):
+        benchmark.pedantic(lambda: [read(p) for p in paths], rounds=ROUNDS, warmup_rounds=1, iterations=1)
