@@ -33,6 +33,15 @@ Bytes bytes_of(const py::buffer& b) {
   return {static_cast<const uint8_t*>(info.ptr), size_t(info.size) * size_t(info.itemsize)};
 }
 
+// a * b, refusing sizes that wrap around (a count of 2^63 values would otherwise pass every check).
+size_t times(size_t a, size_t b) {
+  size_t product;
+  if (__builtin_mul_overflow(a, b, &product)) {
+    throw py::value_error(std::to_string(a) + " * " + std::to_string(b) + " bytes overflow");
+  }
+  return product;
+}
+
 uint8_t* writable_bytes(py::array& a, size_t need, const char* what) {
   if (!a.writeable()) throw py::value_error(std::string(what) + " is read-only");
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(what) + " must be C-contiguous");
@@ -55,7 +64,7 @@ void check_format(const PixelFormat& f) {
 
 const uint8_t* source_span(const py::buffer& src, uint64_t offset, size_t count, const PixelFormat& f) {
   Bytes b = bytes_of(src);
-  uint64_t need = uint64_t(count) * uint64_t(f.bits_allocated / 8);
+  uint64_t need = times(count, size_t(f.bits_allocated / 8));
   if (offset > b.size || need > b.size - offset) {
     throw py::value_error("source of " + std::to_string(b.size) + " bytes is too short for " + std::to_string(count) +
                           " values at offset " + std::to_string(offset));
@@ -95,7 +104,9 @@ py::dict to_python(Dataset& ds) {
   py::dict d;
   d["complete"] = ds.complete;
   d["has_meta"] = ds.has_meta;
-  d["transfer_syntax"] = ds.transfer_syntax;
+  // Latin-1, not UTF-8: the UID comes from the file and may hold any bytes.
+  d["transfer_syntax"] = py::reinterpret_steal<py::str>(
+      PyUnicode_DecodeLatin1(ds.transfer_syntax.data(), py::ssize_t(ds.transfer_syntax.size()), nullptr));
   d["explicit_vr"] = ds.explicit_vr;
   d["little_endian"] = ds.little_endian;
   d["deflated"] = ds.deflated;
@@ -185,7 +196,7 @@ PYBIND11_MODULE(_C, m) {
       "unpack_stored",
       [](const py::buffer& src, uint64_t offset, py::array dst, size_t count, const PixelFormat& f) {
         const uint8_t* s = source_span(src, offset, count, f);
-        uint8_t* d = writable_bytes(dst, count * size_t(f.bits_allocated / 8), "dst");
+        uint8_t* d = writable_bytes(dst, times(count, size_t(f.bits_allocated / 8)), "dst");
         py::gil_scoped_release release;
         unpack_stored(s, d, count, f);
       },
@@ -197,7 +208,7 @@ PYBIND11_MODULE(_C, m) {
       [](const py::buffer& src, uint64_t offset, py::array dst, size_t count, const PixelFormat& f,
          const py::array_t<float, py::array::c_style>& lut, int64_t first) {
         const uint8_t* s = source_span(src, offset, count, f);
-        float* d = reinterpret_cast<float*>(writable_bytes(dst, count * 4, "dst"));
+        float* d = reinterpret_cast<float*>(writable_bytes(dst, times(count, 4), "dst"));
         if (dst.dtype().kind() != 'f' || dst.itemsize() != 4) throw py::value_error("dst must be float32");
         Lut l = lut_of(lut, first);
         py::gil_scoped_release release;
@@ -225,7 +236,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "read_stored",
       [](const std::string& path, uint64_t offset, py::array dst, size_t count, const PixelFormat& f) {
-        uint8_t* d = writable_bytes(dst, count * size_t(f.bits_allocated / 8), "dst");
+        uint8_t* d = writable_bytes(dst, times(count, size_t(f.bits_allocated / 8)), "dst");
         File file(path);
         bool ok;
         {
@@ -241,7 +252,7 @@ PYBIND11_MODULE(_C, m) {
       "read_mapped",
       [](const std::string& path, uint64_t offset, py::array dst, size_t count, const PixelFormat& f,
          const py::array_t<float, py::array::c_style>& lut, int64_t first) {
-        float* d = reinterpret_cast<float*>(writable_bytes(dst, count * 4, "dst"));
+        float* d = reinterpret_cast<float*>(writable_bytes(dst, times(count, 4), "dst"));
         if (dst.dtype().kind() != 'f' || dst.itemsize() != 4) throw py::value_error("dst must be float32");
         Lut l = lut_of(lut, first);
         File file(path);
@@ -263,7 +274,8 @@ PYBIND11_MODULE(_C, m) {
           throw py::value_error("unsupported RLE pixel format");
         }
         Bytes s = bytes_of(src);
-        uint8_t* d = writable_bytes(dst, rows * columns * size_t(samples_per_pixel * bytes_per_sample), "dst");
+        size_t need = times(times(rows, columns), size_t(samples_per_pixel * bytes_per_sample));
+        uint8_t* d = writable_bytes(dst, need, "dst");
         py::gil_scoped_release release;
         decode_rle_frame(s.data, s.size, d, rows, columns, samples_per_pixel, bytes_per_sample);
       },

@@ -115,8 +115,11 @@ class Walker {
       r_.need(at + 4, 2);
       uint8_t a = r_.data_[at + 4], b = r_.data_[at + 5];
       if (!is_vr_char(a) || !is_vr_char(b)) {
-        throw ParseError("invalid VR bytes 0x" + std::to_string(a) + ",0x" + std::to_string(b) + " for " +
-                         hex_tag(h.tag) + " at offset " + std::to_string(at));
+        static const char digits[] = "0123456789ABCDEF";
+        const char vr_hex[] = {'0', 'x', digits[a >> 4], digits[a & 0xF], ',',
+                               '0', 'x', digits[b >> 4], digits[b & 0xF], 0};
+        throw ParseError(std::string("invalid VR bytes ") + vr_hex + " for " + hex_tag(h.tag) + " at offset " +
+                         std::to_string(at));
       }
       h.vr = vr_code(static_cast<char>(a), static_cast<char>(b));
       if (has_long_length(h.vr)) {
@@ -318,25 +321,37 @@ std::string trim_uid(const uint8_t* p, size_t n) {
 Dataset parse(const uint8_t* data, size_t size, const ParseOptions& options) {
   Dataset ds;
   uint64_t at = 0;
+  bool prefixed = true;
   if (size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0) {
     at = 132;
   } else if (size >= 4 && std::memcmp(data, "DICM", 4) == 0) {
     at = 4;
+  } else {
+    prefixed = false;
   }
   try {
     // File meta information: explicit VR little endian, group 0002, with or without group length.
     Reader meta(data, size, true, true, options.partial);
     Walker meta_walker(meta, options, ds);
+    uint64_t meta_end = 0;  // from (0002,0000) File Meta Information Group Length, if present
     while (at + 8 <= size && meta.u16(at) == 0x0002) {
       Header h = meta_walker.header(at);
       if (h.length == kUndefinedLength) throw ParseError("file meta element with undefined length");
       meta.need(h.value, h.length);
       ds.meta.push_back({h.tag, h.vr, 0, -1, h.value, h.length});
       if (h.tag == kTransferSyntaxUID) ds.transfer_syntax = trim_uid(data + h.value, h.length);
+      if (h.tag == 0x00020000u && h.length == 4) meta_end = h.value + 4 + uint64_t(meta.u32(h.value));
       at = h.value + h.length;
     }
     ds.has_meta = !ds.meta.empty();
     if (at + 8 > size && options.partial) throw OutOfData{};
+    if (at + 8 > size && at < meta_end) {  // ran out of bytes inside the file meta group
+      throw ParseError("truncated: the file meta information ends at offset " + std::to_string(meta_end) +
+                       " but the data ends at " + std::to_string(size));
+    }
+    if (at + 8 > size && at < size && prefixed) {  // a 'DICM' file cut inside an element header
+      throw ParseError("truncated: " + std::to_string(size - at) + " stray bytes at offset " + std::to_string(at));
+    }
     if (ds.transfer_syntax.empty()) {
       infer_encoding(data + at, size - at, ds);
     } else if (ds.transfer_syntax == kImplicitLittle) {

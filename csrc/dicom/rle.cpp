@@ -52,10 +52,14 @@ void decode_rle_frame(const uint8_t* src, size_t size, uint8_t* dst, size_t rows
   uint32_t offsets[16];
   for (uint32_t s = 0; s < segments; ++s) offsets[s] = le32(src + 4 + 4 * s);
   offsets[segments] = uint32_t(size);
-  for (uint32_t s = 0; s < segments; ++s) {
-    if (offsets[s] < 64 || offsets[s] > offsets[s + 1] || offsets[s + 1] > size) {
+  for (uint32_t s = 0; s < segments; ++s) {  // each offset names its own segment in the message
+    if (offsets[s] < 64 || offsets[s] > size) {
       throw ParseError("RLE segment " + std::to_string(s) + " has offset " + std::to_string(offsets[s]) +
                        " outside the frame of " + std::to_string(size) + " bytes");
+    }
+    if (s > 0 && offsets[s] < offsets[s - 1]) {
+      throw ParseError("RLE segment " + std::to_string(s) + " has offset " + std::to_string(offsets[s]) +
+                       ", before segment " + std::to_string(s - 1) + " at " + std::to_string(offsets[s - 1]));
     }
   }
   std::string failure;

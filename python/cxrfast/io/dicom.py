@@ -75,7 +75,7 @@ def read_dicom(source: str | os.PathLike | bytes | bytearray | memoryview, *, fr
         stored = np.empty(shape, stored_dtype(info))
         _read_file(parsed, info, first, count, stored, None)
     else:
-        if is_path and parsed.table["encapsulated"] or parsed.table["deflated"] or not parsed.table["complete"]:
+        if is_path:  # the header-only parse holds a prefix of the file: decoding needs all of it
             parsed = read_parsed(source, header_only=False)
         stored = decode_stored(parsed, info, first, count).reshape(shape)
     if stage == "stored":
@@ -84,8 +84,9 @@ def read_dicom(source: str | os.PathLike | bytes | bytearray | memoryview, *, fr
     stored_range = None
     if needs_range:
         pad = info.padding
-        low, high, kept = _C.stored_range(stored, 0, stored.size, pixel_format(info, clean=True),
-                                          pad.low if pad else 1, pad.high if pad else 0)
+        # Clamped to int64 (a UV or FD padding value may lie past it): stored values are at most 32 bits.
+        pad_low, pad_high = (max(min(v, 2**63 - 1), -2**63) for v in ((pad.low, pad.high) if pad else (1, 0)))
+        low, high, kept = _C.stored_range(stored, 0, stored.size, pixel_format(info, clean=True), pad_low, pad_high)
         stored_range = (low, high) if kept else (0, -1)
     if info.bits_stored > _MAX_TABLE_BITS:
         values = _stage_values(parsed, stored.astype(np.int64), info, stage, stored_range)
@@ -141,6 +142,11 @@ def _read_file(parsed: ParsedFile, info: DicomInfo, first: int, count: int, out:
     fmt = pixel_format(info, swap_bytes=not parsed.little_endian and info.bits_allocated > 8)
     n = count * frame_values(info)
     try:
+        # As a parse of the whole file would: a Pixel Data length past the end is truncation.
+        start, length = parsed.table["pixel_offset"], parsed.table["pixel_length"]
+        size = os.path.getsize(parsed.source)
+        if start + length > size:
+            raise parsed.fail(f"truncated: {length} bytes needed at offset {start} but the data ends at {size}")
         if table is None:
             _C.read_stored(os.fspath(parsed.source), offset, out, n, fmt)
         else:

@@ -84,6 +84,21 @@ def stored_domain(info: DicomInfo) -> np.ndarray:
     return np.arange(0, 1 << info.bits_stored, dtype=np.int64)
 
 
+def modality_range(low: int, high: int, info: DicomInfo) -> tuple[float, float]:
+    """(min, max) of the modality values of the stored values [low, high], without enumerating
+    them (32-bit stored values span 2^32): a LUT maps them to a contiguous run of its entries,
+    a rescale is linear."""
+    if high < low:
+        return 0.0, 0.0
+    if info.modality_lut is not None:
+        lut = info.modality_lut
+        first, last = np.clip(np.array([low, high], np.int64) - lut.first_mapped, 0, lut.data.size - 1)
+        span = lut.data[first : last + 1].astype(np.float64)
+    else:
+        span = modality(np.array([low, high], np.int64), info)
+    return float(span.min()), float(span.max())
+
+
 def stage_values(stored: np.ndarray, info: DicomInfo, stage: str,
                  stored_range: tuple[int, int] | None = None) -> np.ndarray:
     """Stored values -> "modality" or "display" values (float64). Display needs `stored_range`,
@@ -93,8 +108,7 @@ def stage_values(stored: np.ndarray, info: DicomInfo, stage: str,
         return values
     value_range = None
     if info.voi_lut is None and info.window is None and stored_range is not None:
-        span = modality(np.arange(stored_range[0], stored_range[1] + 1, dtype=np.int64), info)
-        value_range = (float(span.min()), float(span.max())) if span.size else (0.0, 0.0)
+        value_range = modality_range(stored_range[0], stored_range[1], info)
     out = display(values, info, value_range)
     out[padding_mask(stored, info)] = 0.0
     return out

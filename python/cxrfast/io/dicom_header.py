@@ -158,7 +158,11 @@ class ParsedFile:
 
     def integer(self, keyword: str, default: int | None = None, signed: bool = False) -> int | None:
         values = self.numbers(keyword, signed=signed)
-        return default if values is None or values.size == 0 else int(values[0])
+        if values is None or values.size == 0:
+            return default
+        if not np.isfinite(values[0]):
+            raise self.fail(f"{keyword} holds {values[0]}, not an integer")
+        return int(values[0])
 
     def lut(self, sequence: str, signed: bool) -> LookupTable | None:
         seq = TAG[sequence]
@@ -168,9 +172,13 @@ class ParsedFile:
             return None
         if descriptor.size != 3:
             raise self.fail(f"{sequence} LUT Descriptor has {descriptor.size} values, 3 expected")
+        if not np.isfinite(descriptor).all():
+            raise self.fail(f"{sequence} LUT Descriptor holds {descriptor.tolist()}, not integers")
         entries = int(descriptor[0]) or 65536  # 0 means 2^16 (PS3.3 C.11.1.1)
         first = int(np.int16(np.uint16(descriptor[1]))) if signed else int(np.uint16(descriptor[1]))
         bits = int(descriptor[2])
+        if entries < 0 or not 1 <= bits <= 32:
+            raise self.fail(f"{sequence} LUT Descriptor {descriptor.tolist()} is not (entries, first, 1..32 bits)")
         words = self.numbers("LUTData", seq, 0)
         values = words if words is not None and words.size >= entries else np.frombuffer(data[1], np.uint8)
         if values.size < entries:

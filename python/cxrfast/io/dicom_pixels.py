@@ -3,6 +3,7 @@ through pydicom's decoder plugins, to which the native parser hands the codestre
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +12,8 @@ from cxrfast import _C
 from cxrfast.io.dicom_header import ENCAPSULATED_UNCOMPRESSED, RLE_LOSSLESS, DicomInfo, ParsedFile
 
 _JPEG_EOI = b"\xff\xd9"  # ends JPEG, JPEG-LS and JPEG 2000 (EOC) codestreams alike
+_J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC, then the image and tile size marker
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}  # SOFn, JPEG-LS SOF55
 
 
 def stored_dtype(info: DicomInfo) -> np.dtype:
@@ -120,6 +123,8 @@ def codestream(parsed: ParsedFile, pieces: list[tuple[int, int]]) -> bytes | mem
 def encapsulated_stored(parsed: ParsedFile, info: DicomInfo, first: int, count: int) -> np.ndarray:
     frames = frame_fragments(parsed, info)
     ts = info.transfer_syntax
+    if info.bits_allocated == 1 and ts in (RLE_LOSSLESS, ENCAPSULATED_UNCOMPRESSED):
+        raise parsed.fail(f"Bits Allocated 1 (bit-packed frames) is not supported in transfer syntax {ts}")
     n = frame_values(info)
     out = np.empty((count, n), stored_dtype(info))
     for k in range(count):
@@ -140,6 +145,29 @@ def encapsulated_stored(parsed: ParsedFile, info: DicomInfo, first: int, count: 
     return out
 
 
+def codestream_shape(data) -> tuple[int, int] | None:
+    """(rows, columns) that a JPEG, JPEG-LS or JPEG 2000 codestream declares in its SOF or SIZ
+    marker; None where there is none to read (the decoder judges those)."""
+    head = bytes(data[:1 << 16])
+    at = head.find(_J2K_SIZ)
+    if at >= 0 and len(head) >= at + 24:
+        width, height, x0, y0 = struct.unpack_from(">4I", head, at + 8)
+        return height - y0, width - x0
+    at = 2 if head.startswith(b"\xff\xd8") else len(head)
+    while at + 9 <= len(head) and head[at] == 0xFF:
+        marker = head[at + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, standalone markers
+            at += 1 if marker == 0xFF else 2
+            continue
+        if marker in _JPEG_SOF:
+            rows, columns = struct.unpack_from(">HH", head, at + 5)
+            return (rows, columns) if rows else None  # 0 rows: given later by a DNL marker
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        at += 2 + struct.unpack_from(">H", head, at + 2)[0]
+    return None
+
+
 def _decode_plugin(parsed: ParsedFile, info: DicomInfo, data, index: int) -> np.ndarray:
     from pydicom.encaps import encapsulate
     from pydicom.pixels import get_decoder
@@ -152,6 +180,11 @@ def _decode_plugin(parsed: ParsedFile, info: DicomInfo, data, index: int) -> np.
     if not decoder.is_available:
         missing = ", ".join(decoder.missing_dependencies) or "a decoding plugin"
         raise parsed.fail(f"no decoder for {UID(info.transfer_syntax).name} is installed ({missing})")
+    # Checked before decoding: a codestream claiming 256×4195328 made OpenJPEG allocate 6 GiB.
+    shape = codestream_shape(data)
+    if shape is not None and shape != (info.rows, info.columns):
+        raise parsed.fail(f"frame {index} is a {shape[0]}×{shape[1]} codestream, but the file has "
+                          f"{info.rows} rows × {info.columns} columns")
     try:
         array, _ = decoder.as_array(
             encapsulate([bytes(data)]), rows=info.rows, columns=info.columns, samples_per_pixel=info.samples_per_pixel,
@@ -162,6 +195,9 @@ def _decode_plugin(parsed: ParsedFile, info: DicomInfo, data, index: int) -> np.
         )
     except Exception as e:  # plugins raise anything from ValueError to RuntimeError on bad streams
         raise parsed.fail(f"frame {index} cannot be decoded as {UID(info.transfer_syntax).name}: {e}") from None
+    if array.size != frame_values(info):  # e.g. a codestream whose own header disagrees with the file's
+        raise parsed.fail(f"frame {index} decodes to {array.size} values as {UID(info.transfer_syntax).name}, "
+                          f"{frame_values(info)} expected")
     return array.astype(stored_dtype(info), copy=False)
 
 
