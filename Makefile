@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # A machine without an NVIDIA GPU gets the CPU build of torch (on disk here), never the CUDA one.
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
-TORCH := $(if $(HAS_GPU),"torch>=2.13,!=2.13.0+cpu",torch==2.13.0)
+TORCH_GPU := "torch>=2.13,!=2.13.0+cpu"
+TORCH_CPU := torch==2.13.0
+TORCH := $(if $(HAS_GPU),$(TORCH_GPU),$(TORCH_CPU))
 
 .PHONY: setup build test demo bench fuzz clean
 
