@@ -25,12 +25,15 @@ $(VENV)/.deps: pyproject.toml Makefile
 build: $(VENV)/.deps
 	$(PIP) install --no-build-isolation --no-deps -e . -q
 
-test: setup
+# Fuzzing first, so that pytest's summary is the last line; libFuzzer's chatter goes to a log.
+test: setup fuzz
 	$(PY) -m pytest tests -q
-	$(MAKE) fuzz
 
 fuzz: setup
-	$(PY) tests/fuzz/fuzz_dicom_parser.py -max_total_time=60 -rss_limit_mb=4096
+	@mkdir -p build
+	@$(PY) tests/fuzz/fuzz_dicom_parser.py -max_total_time=60 -rss_limit_mb=4096 > build/fuzz.log 2>&1 \
+		|| { tail -n 60 build/fuzz.log; echo "fuzzing found a failure: see build/fuzz.log and build/fuzz-artifacts/"; exit 1; }
+	@grep -E "^Done [0-9]+ runs" build/fuzz.log | sed 's/^/fuzz_dicom_parser: /'
 
 bench: setup
 	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-columns=median,iqr,rounds
