@@ -1,0 +1,50 @@
+"""sparse_conv2d: a convolution evaluated only at visible patches (SparK), on the tile layout.
+
+Semantics are SparK's: the dense convolution of the zero-filled input, zeroed at masked outputs.
+A tile's output needs its input window plus a halo of neighbouring positions; the halo is read
+from the zero-filled map, so masked neighbours contribute zeros and visible ones their values.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles
+
+
+def _pair(value) -> int:
+    if isinstance(value, (tuple, list)):
+        if value[0] != value[1]:
+            raise ValueError(f"sparse ops take square kernels, strides and paddings, not {tuple(value)}")
+        return int(value[0])
+    return int(value)
+
+
+def window(tile: int, kernel: int, stride: int, dilation: int) -> int:
+    """Input positions a tile's output reads along one axis, from its first row's window on."""
+    if tile % stride:
+        raise ValueError(f"stride {stride} does not divide the tile size {tile}: patch size too small for this stage")
+    return tile - stride + (kernel - 1) * dilation + 1
+
+
+def sparse_conv2d(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None = None, stride=1,
+                  padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride)."""
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    tile, kernel = tiles.shape[-1], weight.shape[-1]
+    length = window(tile, kernel, stride, dilation)
+    if padding == 0 and length <= tile:  # the window lies inside the tile: no neighbours needed
+        source = tiles
+    else:
+        source = gather_tiles(scatter_tiles(tiles, layout), layout, tile, length=length, before=padding)
+    return F.conv2d(source, weight, bias, stride=stride, dilation=dilation, groups=groups)
+
+
+def sparse_conv2d_reference(dense: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None = None, stride=1,
+                            padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """SparK's dense form: conv of the zero-filled input, zeroed at masked outputs (dense)."""
+    tile_in = dense.shape[-1] // layout.grid[2]
+    out = F.conv2d(dense * layout.mask(tile_in), weight, bias, stride=stride, padding=padding, dilation=dilation,
+                   groups=groups)
+    return out * layout.mask(out.shape[-1] // layout.grid[2])

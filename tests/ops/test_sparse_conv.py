@@ -1,0 +1,90 @@
+"""sparse_conv2d on the tile layout against SparK's dense-masked reference, forward and every
+gradient, over mask ratios, batch sizes, channels, odd and non-square patch grids, and the
+convolutions ResNet and ConvNeXt use."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cxrfast.ops.sparse_conv import sparse_conv2d, sparse_conv2d_reference
+from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles
+
+
+def random_visible(batch: int, rows: int, cols: int, ratio: float, seed: int = 0) -> torch.Tensor:
+    """SparK's masking: the same number of kept patches in every sample."""
+    g = torch.Generator().manual_seed(seed)
+    keep = max(1, round(rows * cols * (1 - ratio)))
+    order = torch.rand(batch, rows * cols, generator=g).argsort(dim=1)
+    visible = torch.zeros(batch, rows * cols, dtype=torch.bool)
+    visible.scatter_(1, order[:, :keep], True)
+    return visible.view(batch, rows, cols)
+
+
+# (kernel, stride, padding, dilation, depthwise): ResNet stem, 3×3, 1×1, strided 1×1 and 3×3,
+# ConvNeXt's 7×7 depthwise and 2×2 downsampling, a dilated 3×3.
+CONVS = [(7, 2, 3, 1, False), (3, 1, 1, 1, False), (1, 1, 0, 1, False), (1, 2, 0, 1, False), (3, 2, 1, 1, False),
+         (7, 1, 3, 1, True), (2, 2, 0, 1, False), (3, 1, 2, 2, False)]
+
+
+def _case(batch, channels, grid, tile, ratio, conv, dtype=torch.float32, seed=0):
+    kernel, stride, padding, dilation, depthwise = conv
+    g = torch.Generator().manual_seed(seed)
+    layout = TileLayout.from_mask(random_visible(batch, *grid, ratio, seed))
+    dense = torch.randn(batch, channels, grid[0] * tile, grid[1] * tile, generator=g, dtype=dtype)
+    out_channels = channels if depthwise else 4
+    weight = torch.randn(out_channels, 1 if depthwise else channels, kernel, kernel, generator=g, dtype=dtype)
+    bias = torch.randn(out_channels, generator=g, dtype=dtype)
+    options = dict(stride=stride, padding=padding, dilation=dilation, groups=channels if depthwise else 1)
+    return layout, dense, weight, bias, options
+
+
+def _both(layout, dense, weight, bias, options, tile):
+    tiles = gather_tiles(dense, layout, tile)
+    ours = scatter_tiles(sparse_conv2d(tiles, layout, weight, bias, **options), layout)
+    return ours, sparse_conv2d_reference(dense, layout, weight, bias, **options)
+
+
+@pytest.mark.parametrize("conv", CONVS, ids=lambda c: f"k{c[0]}s{c[1]}p{c[2]}d{c[3]}{'dw' if c[4] else ''}")
+@pytest.mark.parametrize("ratio", [0.0, 0.6, 0.9])
+@pytest.mark.parametrize("batch,channels,grid,tile", [(1, 1, (3, 5), 8), (5, 3, (4, 3), 4), (2, 3, (7, 7), 2)])
+def test_forward_and_gradients_equal_dense_masked(conv, ratio, batch, channels, grid, tile):
+    layout, dense, weight, bias, options = _case(batch, channels, grid, tile, ratio, conv)
+    params = [t.requires_grad_() for t in (dense, weight, bias)]
+    ours, reference = _both(layout, dense, weight, bias, options, tile)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(reference)
+    got = torch.autograd.grad(ours, params, upstream)
+    # The reference's input gradient at masked positions is zero too: SparK never reads them.
+    expected = torch.autograd.grad(reference, params, upstream)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("conv", [(3, 1, 1, 1, False), (7, 2, 3, 1, False), (3, 1, 3, 1, True)])
+def test_gradcheck_float64(conv):
+    layout, dense, weight, bias, options = _case(2, 2, (2, 3), 2 * conv[1], 0.5, conv, torch.float64)
+    tiles = gather_tiles(dense, layout, dense.shape[-1] // 3).requires_grad_()
+    weight.requires_grad_()
+    bias.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t, w, b: sparse_conv2d(t, layout, w, b, **options), (tiles, weight, bias))
+
+
+def test_tiles_round_trip_and_mask_token():
+    layout = TileLayout.from_mask(random_visible(3, 2, 4, 0.5))
+    dense = torch.randn(3, 2, 8, 16) * layout.mask(4)
+    torch.testing.assert_close(scatter_tiles(gather_tiles(dense, layout, 4), layout), dense)
+    token = torch.tensor([5.0, -7.0], requires_grad=True)
+    filled = scatter_tiles(gather_tiles(dense, layout, 4), layout, fill=token)
+    masked = layout.mask(4) == 0
+    assert torch.all(filled[:, 0:1][masked] == 5.0) and torch.all(filled[:, 1:2][masked] == -7.0)
+    filled.sum().backward()
+    assert token.grad.tolist() == [masked.sum().item()] * 2  # every masked position feeds the token
+
+
+def test_layout_rejects_bad_masks():
+    with pytest.raises(ValueError, match="bool"):
+        TileLayout.from_mask(torch.ones(2, 3, 3))
+    with pytest.raises(ValueError, match="does not divide"):
+        layout = TileLayout.from_mask(random_visible(1, 2, 2, 0.5))
+        sparse_conv2d(torch.zeros(layout.count, 1, 1, 1), layout, torch.zeros(1, 1, 3, 3), stride=2, padding=1)
