@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles
+from cxrfast.ops.sparse_tiles import TileLayout, tile_windows
 
 
 def _pair(value) -> int:
@@ -37,7 +37,7 @@ def sparse_conv2d(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tenso
     if padding == 0 and length <= tile:  # the window lies inside the tile: no neighbours needed
         source = tiles
     else:
-        source = gather_tiles(scatter_tiles(tiles, layout), layout, tile, length=length, before=padding)
+        source = tile_windows(tiles, layout, length, padding)
     return F.conv2d(source, weight, bias, stride=stride, dilation=dilation, groups=groups)
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cxrfast.ops.sparse_conv import _pair, window
-from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles
+from cxrfast.ops.sparse_tiles import TileLayout, tile_windows
 
 
 def _source(tiles: Tensor, layout: TileLayout, kernel: int, stride: int, padding: int, dilation: int,
@@ -18,7 +18,7 @@ def _source(tiles: Tensor, layout: TileLayout, kernel: int, stride: int, padding
     length = window(tile, kernel, stride, dilation)
     if padding == 0 and length <= tile:
         return tiles
-    return gather_tiles(scatter_tiles(tiles, layout), layout, tile, length=length, before=padding, pad_value=pad_value)
+    return tile_windows(tiles, layout, length, padding, pad_value)
 
 
 def sparse_max_pool2d(tiles: Tensor, layout: TileLayout, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:

@@ -46,36 +46,65 @@ class TileLayout:
         return m.repeat_interleave(tile, 1).repeat_interleave(tile, 2).unsqueeze(1)
 
 
-def _spans(layout: TileLayout, tile: int, length: int) -> tuple[Tensor, Tensor]:
-    """Row and column indices (N, length) of each tile's window, starting at its own corner."""
-    steps = torch.arange(length, device=layout.batch.device)
-    return layout.row[:, None] * tile + steps, layout.col[:, None] * tile + steps
+def _blocks(dense: Tensor, tile: int) -> Tensor:
+    """(B, C, rows * t, cols * t) viewed as (B, C, rows, t, cols, t): tile (b, r, c) is [b, :, r, :, c, :]."""
+    b, channels, height, width = dense.shape
+    return dense.view(b, channels, height // tile, tile, width // tile, tile)
 
 
-def gather_tiles(dense: Tensor, layout: TileLayout, tile: int, *, length: int | None = None, before: int = 0,
-                 pad_value: float = 0.0) -> Tensor:
-    """(B, C, H, W) -> (N, C, length, length): each visible tile's window, starting `before`
-    positions above and left of its corner, with `pad_value` outside the image."""
-    length = tile if length is None else length
-    after = max(0, length - tile - before)
-    if before or after:
-        dense = F.pad(dense, (before, after, before, after), value=pad_value)
-    rows, cols = _spans(layout, tile, length)
-    channels_last = dense.permute(0, 2, 3, 1)
-    windows = channels_last[layout.batch[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return windows.permute(0, 3, 1, 2).contiguous()
+def gather_tiles(dense: Tensor, layout: TileLayout, tile: int) -> Tensor:
+    """(B, C, rows * t, cols * t) -> (N, C, t, t): the visible tiles."""
+    return _blocks(dense, tile)[layout.batch, :, layout.row, :, layout.col, :]
 
 
 def scatter_tiles(tiles: Tensor, layout: TileLayout, fill: Tensor | float = 0.0) -> Tensor:
     """(N, C, t, t) -> (B, C, rows * t, cols * t), masked positions `fill` (a number, or a
     (C,) tensor such as SparK's learned mask token, which then receives its gradient)."""
-    n, channels, tile, _ = tiles.shape
+    _, channels, tile, _ = tiles.shape
     b, grid_rows, grid_cols = layout.grid
-    shape = (b, grid_rows * tile, grid_cols * tile, channels)
+    shape = (b, channels, grid_rows * tile, grid_cols * tile)
     if isinstance(fill, Tensor):
-        dense = fill.to(tiles.dtype).expand(shape).clone()
+        dense = fill.to(tiles.dtype)[None, :, None, None].expand(shape).contiguous()
     else:
         dense = tiles.new_full(shape, fill)
-    rows, cols = _spans(layout, tile, tile)
-    dense = dense.index_put((layout.batch[:, None, None], rows[:, :, None], cols[:, None, :]), tiles.permute(0, 2, 3, 1))
-    return dense.permute(0, 3, 1, 2)
+    _blocks(dense, tile)[layout.batch, :, layout.row, :, layout.col, :] = tiles
+    return dense
+
+
+class _Windows(torch.autograd.Function):
+    """Each visible tile's input window with its halo: `length` positions from `before` above and
+    left of the tile's corner, read from the zero-filled map with `pad_value` beyond the image.
+    Backward sums the overlapping windows' gradients with fold, the adjoint of unfold."""
+
+    @staticmethod
+    def forward(ctx, tiles: Tensor, layout: TileLayout, length: int, before: int, pad_value: float) -> Tensor:
+        _, channels, tile, _ = tiles.shape
+        b, grid_rows, grid_cols = layout.grid
+        height, width = grid_rows * tile, grid_cols * tile
+        # Windows start every `tile` positions; the map must also hold the whole image at `before`.
+        span_h, span_w = (grid_rows - 1) * tile + length, (grid_cols - 1) * tile + length
+        padded = tiles.new_full((b, channels, max(span_h, before + height), max(span_w, before + width)), pad_value)
+        inside = padded[:, :, before:before + height, before:before + width]
+        inside.zero_()
+        _blocks(inside, tile)[layout.batch, :, layout.row, :, layout.col, :] = tiles
+        windows = padded.unfold(2, length, tile).unfold(3, length, tile)
+        ctx.layout, ctx.sizes = layout, (padded.shape, span_h, span_w, before, tile)
+        return windows[layout.batch, :, layout.row, layout.col]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        layout = ctx.layout
+        (b, channels, padded_h, padded_w), span_h, span_w, before, tile = ctx.sizes
+        _, grid_rows, grid_cols = layout.grid
+        length = grad.shape[-1]
+        columns = grad.new_zeros(b, channels * length * length, grid_rows * grid_cols)
+        columns[layout.batch, :, layout.row * grid_cols + layout.col] = grad.reshape(grad.shape[0], -1)
+        padded = F.fold(columns, (span_h, span_w), kernel_size=length, stride=tile)
+        padded = F.pad(padded, (0, padded_w - span_w, 0, padded_h - span_h))
+        inside = padded[:, :, before:before + grid_rows * tile, before:before + grid_cols * tile]
+        return gather_tiles(inside.contiguous(), layout, tile), None, None, None, None
+
+
+def tile_windows(tiles: Tensor, layout: TileLayout, length: int, before: int, pad_value: float = 0.0) -> Tensor:
+    """(N, C, t, t) -> (N, C, length, length): the input window each tile's output reads."""
+    return _Windows.apply(tiles, layout, length, before, pad_value)
