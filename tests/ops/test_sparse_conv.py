@@ -88,3 +88,29 @@ def test_layout_rejects_bad_masks():
     with pytest.raises(ValueError, match="does not divide"):
         layout = TileLayout.from_mask(random_visible(1, 2, 2, 0.5))
         sparse_conv2d(torch.zeros(layout.count, 1, 1, 1), layout, torch.zeros(1, 1, 3, 3), stride=2, padding=1)
+
+
+@pytest.mark.parametrize("conv,tile", [(c, t) for c in CONVS if not c[4] for t in (1, 2, 4) if t % c[1] == 0],
+                         ids=lambda v: f"k{v[0]}s{v[1]}p{v[2]}d{v[3]}" if isinstance(v, tuple) else f"tile{v}")
+def test_gather_gemm_path_equals_reference(conv, tile):
+    from cxrfast.ops.sparse_gemm import sparse_conv2d_gemm
+
+    layout, dense, weight, bias, options = _case(3, 5, (3, 4), tile, 0.6, conv, seed=3)
+    params = [t.requires_grad_() for t in (dense, weight, bias)]
+    tiles = gather_tiles(dense, layout, tile)
+    got = scatter_tiles(sparse_conv2d_gemm(tiles, layout, weight, bias, conv[1], conv[2], conv[3]), layout)
+    reference = sparse_conv2d_reference(dense, layout, weight, bias, **options)
+    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad(got, params, upstream), torch.autograd.grad(reference, params, upstream)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_gather_gemm_gradcheck_float64():
+    from cxrfast.ops.sparse_gemm import sparse_conv2d_gemm
+
+    layout, dense, weight, bias, _ = _case(2, 2, (2, 3), 2, 0.5, (3, 2, 1, 1, False), torch.float64)
+    tiles = gather_tiles(dense, layout, 2).requires_grad_()
+    weight.requires_grad_()
+    bias.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t, w, b: sparse_conv2d_gemm(t, layout, w, b, 2, 1, 1), (tiles, weight, bias))

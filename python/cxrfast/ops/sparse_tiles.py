@@ -10,7 +10,7 @@ outputs" for pointwise layers; layers with a spatial extent gather each tile wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,8 @@ class TileLayout:
     row: Tensor
     col: Tensor
     grid: tuple[int, int, int]  # (B, patch rows, patch cols)
+    # Index tables derived from the layout (e.g. convolution neighbours), built once per batch.
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_mask(cls, visible: Tensor) -> TileLayout:

@@ -1,0 +1,78 @@
+"""Sparse convolution as gather + GEMM over visible positions, for small tiles.
+
+On the deep stages a tile is 1 or 2 positions wide, so a convolution over halo windows feeds
+torch's convolution tiny spatial maps, which it runs slowly. Here every output position gathers
+its k×k input positions through a neighbour table (masked or outside positions read a zero row)
+and one GEMM applies the weight. Backward recomputes the gather instead of keeping it, so the
+saved state stays O(visible positions × channels).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cxrfast.ops.sparse_tiles import TileLayout
+
+
+def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding: int, dilation: int) -> Tensor:
+    """(N * t_out², k²) row of each output position's inputs in the (N * t², C) position rows;
+    N * t² (one past the last row) where the input is masked or outside the image."""
+    key = ("neighbours", tile, kernel, stride, padding, dilation)
+    if key in layout.cache:
+        return layout.cache[key]
+    device = layout.batch.device
+    b, grid_rows, grid_cols = layout.grid
+    n, out_tile = layout.count, tile // stride
+    positions = torch.full((b, grid_rows * tile + 2 * padding, grid_cols * tile + 2 * padding), n * tile * tile,
+                           dtype=torch.int64, device=device)
+    steps = torch.arange(tile, device=device)
+    rows = (layout.row[:, None] * tile + steps)[:, :, None] + padding
+    cols = (layout.col[:, None] * tile + steps)[:, None, :] + padding
+    positions[layout.batch[:, None, None], rows, cols] = torch.arange(n * tile * tile, device=device).view(n, tile, tile)
+    out_steps = torch.arange(out_tile, device=device) * stride
+    taps = torch.arange(kernel, device=device) * dilation
+    ys = (layout.row[:, None] * tile + out_steps)[:, :, None] + taps  # (N, t_out, k), padded coordinates
+    xs = (layout.col[:, None] * tile + out_steps)[:, :, None] + taps
+    table = positions[layout.batch[:, None, None, None, None], ys[:, :, None, :, None], xs[:, None, :, None, :]]
+    layout.cache[key] = table = table.reshape(n * out_tile * out_tile, kernel * kernel)
+    return table
+
+
+def _gather(rows: Tensor, table: Tensor) -> Tensor:
+    """(M_in, C), (M_out, K) -> (M_out, C * K) in the weight's (C, kh, kw) order."""
+    padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
+    return padded[table].transpose(1, 2).reshape(table.shape[0], -1)
+
+
+class _GatherGemm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows: Tensor, weight: Tensor, bias: Tensor | None, table: Tensor) -> Tensor:
+        ctx.save_for_backward(rows, weight, table)
+        ctx.has_bias = bias is not None
+        flat = weight.reshape(weight.shape[0], -1)
+        out = torch.mm(_gather(rows, table), flat.t())
+        return out + bias if bias is not None else out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        rows, weight, table = ctx.saved_tensors
+        m_out, k = table.shape
+        channels = rows.shape[1]
+        grad_weight = torch.mm(grad.t(), _gather(rows, table)).view_as(weight)
+        grad_columns = torch.mm(grad, weight.reshape(weight.shape[0], -1)).view(m_out, channels, k)
+        grad_rows = rows.new_zeros(rows.shape[0] + 1, channels)
+        grad_rows.index_add_(0, table.reshape(-1), grad_columns.transpose(1, 2).reshape(-1, channels))
+        grad_bias = grad.sum(0) if ctx.has_bias else None
+        return grad_rows[:-1], grad_weight, grad_bias, None
+
+
+def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None, stride: int,
+                       padding: int, dilation: int) -> Tensor:
+    """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride), ungrouped convolutions."""
+    n, channels, tile, _ = tiles.shape
+    out_tile = tile // stride
+    table = neighbours(layout, tile, weight.shape[-1], stride, padding, dilation)
+    rows = tiles.permute(0, 2, 3, 1).reshape(n * tile * tile, channels)
+    out = _GatherGemm.apply(rows, weight, bias, table)
+    return out.view(n, out_tile, out_tile, -1).permute(0, 3, 1, 2)
