@@ -1,0 +1,102 @@
+"""SparK's encoders over a CNN backbone: `SparseEncoder` computes only visible patches,
+`DenseMaskedEncoder` is SparK's dense simulation (the reference and the baseline).
+
+    encoder = SparseEncoder(backbone, stages=["layer1", "layer2", "layer3", "layer4"])
+    features = encoder(images, visible)  # dense (B, C_s, H/d_s, W/d_s), zeros where masked
+
+`visible` is (B, H/p, W/p) bool at patch granularity, True where a patch is kept. The backbone
+is converted in place (its layers' classes swapped, weights untouched) until `restore()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from cxrfast.errors import ConfigError
+from cxrfast.nn.masked_layers import DENSE_MASKED, SPARSE, MaskContext, convert, mask_outputs, restore
+from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles
+
+
+class _MaskedEncoder(nn.Module):
+    forms: dict[type, type]
+
+    def __init__(self, backbone: nn.Module, stages: Sequence[str], patch_size: int = 32,
+                 forward_method: str = "forward_features"):
+        super().__init__()
+        names = dict(backbone.named_modules())
+        missing = [s for s in stages if s not in names]
+        if missing:
+            raise ConfigError(f"backbone has no module named {missing}; stages must name its submodules")
+        self.backbone = backbone
+        self.stages = list(stages)
+        self.patch_size = patch_size
+        self.forward_method = forward_method if hasattr(backbone, forward_method) else "forward"
+        self.context = MaskContext()
+        self._captured: dict[str, Tensor] = {}
+        for name in self.stages:
+            names[name].register_forward_hook(self._capture(name))
+        self._swapped = convert(backbone, self.forms, self.context)
+
+    def _capture(self, name: str):
+        def hook(module, inputs, output):
+            self._captured[name] = output
+        return hook
+
+    def restore(self) -> nn.Module:
+        """Give the backbone its original layer classes back, and return it."""
+        restore(self._swapped)
+        self._swapped = []
+        return self.backbone
+
+    def forward(self, images: Tensor, visible: Tensor) -> list[Tensor]:
+        b, _, height, width = images.shape
+        grid = (b, height // self.patch_size, width // self.patch_size)
+        if height % self.patch_size or width % self.patch_size or tuple(visible.shape) != grid:
+            raise ValueError(f"images {tuple(images.shape)} and mask {tuple(visible.shape)} do not match patch "
+                             f"size {self.patch_size}: the mask must be (B, H/{self.patch_size}, W/{self.patch_size})")
+        layout = TileLayout.from_mask(visible)
+        self.context.layout = layout
+        self._captured.clear()
+        try:
+            getattr(self.backbone, self.forward_method)(self._input(images, layout))
+            return [self._output(self._captured[name], layout) for name in self.stages]
+        finally:
+            self.context.layout = None
+            self._captured.clear()
+
+
+class SparseEncoder(_MaskedEncoder):
+    """Computes the backbone on visible patches only, as (N, C, t, t) tiles."""
+
+    forms = SPARSE
+
+    def _input(self, images: Tensor, layout: TileLayout) -> Tensor:
+        return gather_tiles(images, layout, self.patch_size)
+
+    def _output(self, tiles: Tensor, layout: TileLayout) -> Tensor:
+        return scatter_tiles(tiles, layout)
+
+
+class DenseMaskedEncoder(_MaskedEncoder):
+    """SparK's simulation: every layer dense on the whole map, then masked."""
+
+    forms = DENSE_MASKED
+
+    def __init__(self, backbone: nn.Module, stages: Sequence[str], patch_size: int = 32,
+                 forward_method: str = "forward_features"):
+        super().__init__(backbone, stages, patch_size, forward_method)
+        self._hooks = mask_outputs(backbone, self.context)
+
+    def restore(self) -> nn.Module:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        return super().restore()
+
+    def _input(self, images: Tensor, layout: TileLayout) -> Tensor:
+        return images * layout.mask(self.patch_size).to(images.dtype)
+
+    def _output(self, features: Tensor, layout: TileLayout) -> Tensor:
+        return features
