@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from cxrfast.errors import ConfigError
@@ -73,7 +74,7 @@ class SparseEncoder(_MaskedEncoder):
     forms = SPARSE
 
     def _input(self, images: Tensor, layout: TileLayout) -> Tensor:
-        return gather_tiles(images, layout, self.patch_size)
+        return gather_tiles(images, layout, self.patch_size).contiguous(memory_format=torch.channels_last)
 
     def _output(self, tiles: Tensor, layout: TileLayout) -> Tensor:
         return scatter_tiles(tiles, layout)

@@ -51,7 +51,7 @@ class TileLayout:
 def _blocks(dense: Tensor, tile: int) -> Tensor:
     """(B, C, rows * t, cols * t) viewed as (B, C, rows, t, cols, t): tile (b, r, c) is [b, :, r, :, c, :]."""
     b, channels, height, width = dense.shape
-    return dense.view(b, channels, height // tile, tile, width // tile, tile)
+    return dense.reshape(b, channels, height // tile, tile, width // tile, tile)
 
 
 def gather_tiles(dense: Tensor, layout: TileLayout, tile: int) -> Tensor:
