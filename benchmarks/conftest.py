@@ -43,6 +43,9 @@ def pytest_terminal_summary(terminalreporter, config):
                 ratio = f"{mine / _per_image_ms(other):.2f}× the floor"
             else:
                 continue
+            if "saved_MiB" in other.extra_info:  # memory kept for backward, where recorded
+                ratio += f"; saved for backward {ours[0].extra_info['saved_MiB']:.0f} vs " \
+                         f"{other.extra_info['saved_MiB']:.0f} MiB ({ours[0].extra_info['saved_MiB'] / other.extra_info['saved_MiB']:.2f}×)"
             label = other.extra_info.get("label", other.name)
             lines.append(f"| {group} | {mine:.2f} | {label} | {_per_image_ms(other):.2f} | {ratio} |")
     text = "\n".join(lines)

@@ -30,16 +30,16 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, in_chans=1, widths=(8, 16, 24, 32)):
+    def __init__(self, in_chans=1, widths=(8, 16, 24, 32), depths=(2, 2, 2, 2), stem=16):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, 16, 7, 2, 3, bias=False)
-        self.bn1, self.act1 = nn.BatchNorm2d(16), nn.ReLU()
+        self.conv1 = nn.Conv2d(in_chans, stem, 7, 2, 3, bias=False)
+        self.bn1, self.act1 = nn.BatchNorm2d(stem), nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        inplanes = 16
-        for i, planes in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            layer = nn.Sequential(Bottleneck(inplanes, planes, stride), Bottleneck(planes * 4, planes))
-            setattr(self, f"layer{i + 1}", layer)
+        inplanes = stem
+        for i, (planes, depth) in enumerate(zip(widths, depths)):
+            blocks = [Bottleneck(inplanes, planes, 1 if i == 0 else 2)]
+            blocks += [Bottleneck(planes * 4, planes) for _ in range(depth - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = planes * 4
 
     def forward_features(self, x):
@@ -68,14 +68,14 @@ class ConvNeXtBlock(nn.Module):
 
 
 class ConvNeXt(nn.Module):
-    def __init__(self, in_chans=1, dims=(8, 16, 24, 32)):
+    def __init__(self, in_chans=1, dims=(8, 16, 24, 32), depths=(2, 2, 2, 2)):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, 4), LayerNorm2d(dims[0], eps=1e-6))
         stages = []
         for i, dim in enumerate(dims):
             down = nn.Identity() if i == 0 else nn.Sequential(LayerNorm2d(dims[i - 1], eps=1e-6),
                                                               nn.Conv2d(dims[i - 1], dim, 2, 2))
-            stages.append(nn.Sequential(down, ConvNeXtBlock(dim), ConvNeXtBlock(dim)))
+            stages.append(nn.Sequential(down, *[ConvNeXtBlock(dim) for _ in range(depths[i])]))
         self.stages = nn.Sequential(*stages)
 
     def forward_features(self, x):
@@ -83,3 +83,13 @@ class ConvNeXt(nn.Module):
 
 
 STAGES = {ResNet: ["layer1", "layer2", "layer3", "layer4"], ConvNeXt: [f"stages.{i}" for i in range(4)]}
+
+
+def resnet50(in_chans=1) -> ResNet:
+    """ResNet-50's widths and depths (timm's resnet50 layout, no pretrained weights)."""
+    return ResNet(in_chans, widths=(64, 128, 256, 512), depths=(3, 4, 6, 3), stem=64)
+
+
+def convnext_tiny(in_chans=1) -> ConvNeXt:
+    """ConvNeXt-T's widths and depths (timm's convnext_tiny layout)."""
+    return ConvNeXt(in_chans, dims=(96, 192, 384, 768), depths=(3, 3, 9, 3))
