@@ -61,7 +61,7 @@ def test_forward_and_gradients_equal_dense_masked(conv, ratio, batch, channels, 
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("conv", [(3, 1, 1, 1, False), (7, 2, 3, 1, False), (3, 1, 3, 1, True)])
+@pytest.mark.parametrize("conv", [(3, 1, 1, 1, False), (7, 2, 3, 1, False), (3, 1, 3, 1, True), (7, 1, 3, 1, True)])
 def test_gradcheck_float64(conv):
     layout, dense, weight, bias, options = _case(2, 2, (2, 3), 2 * conv[1], 0.5, conv, torch.float64)
     tiles = gather_tiles(dense, layout, dense.shape[-1] // 3).requires_grad_()
