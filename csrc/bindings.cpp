@@ -11,11 +11,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "dicom/parser.h"
 #include "dicom/pixels.h"
 #include "dicom/rle.h"
+#include "sparse/depthwise.h"
 
 namespace py = pybind11;
 using namespace cxrfast::dicom;
@@ -133,6 +135,38 @@ py::dict to_python(Dataset& ds) {
   }
   d["fragments"] = fragments;
   return d;
+}
+
+using Floats = py::array_t<float, py::array::c_style>;
+using Indices = py::array_t<int64_t, py::array::c_style>;
+
+// Checks every shape and every position against the padded map before a kernel runs.
+cxrfast::sparse::DepthwiseShape depthwise_shape(const Floats& input, const Indices& positions, const Floats& weight,
+                                                int64_t stride, int64_t dilation) {
+  if (input.ndim() != 4) throw py::value_error("input must be a (B, H, W, C) float32 map");
+  if (positions.ndim() != 2 || positions.shape(1) != 3) throw py::value_error("positions must be (M, 3) int64");
+  if (weight.ndim() != 3 || weight.shape(1) != weight.shape(2) || weight.shape(0) != input.shape(3)) {
+    throw py::value_error("weight must be (C, k, k) with C the input's channels");
+  }
+  if (stride < 1 || dilation < 1) throw py::value_error("stride and dilation must be positive");
+  cxrfast::sparse::DepthwiseShape s{input.shape(0), input.shape(1), input.shape(2), input.shape(3),
+                                    weight.shape(1), stride, dilation, positions.shape(0)};
+  const int64_t reach = (s.kernel - 1) * dilation;
+  const int64_t* p = positions.data();
+  for (int64_t m = 0; m < s.positions; ++m, p += 3) {
+    if (p[0] < 0 || p[0] >= s.batch || p[1] < 0 || p[2] < 0 || p[1] * stride + reach >= s.height ||
+        p[2] * stride + reach >= s.width) {
+      throw py::value_error("position " + std::to_string(m) + " reads outside the padded input map");
+    }
+  }
+  return s;
+}
+
+void check_size(const py::array& a, int64_t expected, const char* what) {
+  if (a.size() != expected) {
+    throw py::value_error(std::string(what) + " holds " + std::to_string(a.size()) + " values, " +
+                          std::to_string(expected) + " expected");
+  }
 }
 
 }  // namespace
@@ -265,6 +299,38 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("path"), py::arg("offset"), py::arg("dst"), py::arg("count"), py::arg("format"), py::arg("lut"),
       py::arg("first"), "Read native Pixel Data from a file straight through a lookup table.");
+
+  m.def(
+      "depthwise_forward",
+      [](const Floats& input, const Indices& positions, const Floats& weight, std::optional<Floats> bias,
+         int64_t stride, int64_t dilation, Floats out) {
+        auto s = depthwise_shape(input, positions, weight, stride, dilation);
+        check_size(out, s.positions * s.channels, "out");
+        if (bias) check_size(*bias, s.channels, "bias");
+        const float* b = bias ? bias->data() : nullptr;
+        float* o = out.mutable_data();
+        py::gil_scoped_release release;
+        cxrfast::sparse::depthwise_forward(input.data(), positions.data(), weight.data(), b, o, s);
+      },
+      py::arg("input"), py::arg("positions"), py::arg("weight"), py::arg("bias"), py::arg("stride"),
+      py::arg("dilation"), py::arg("out").noconvert(),
+      "Depthwise convolution at output positions (b, y, x) of a padded channels-last float32 map.");
+  m.def(
+      "depthwise_backward",
+      [](const Floats& input, const Indices& positions, const Floats& weight, const Floats& grad_out, int64_t stride,
+         int64_t dilation, Floats grad_input, Floats grad_weight) {
+        auto s = depthwise_shape(input, positions, weight, stride, dilation);
+        check_size(grad_out, s.positions * s.channels, "grad_out");
+        check_size(grad_input, input.size(), "grad_input");
+        check_size(grad_weight, weight.size(), "grad_weight");
+        float* gi = grad_input.mutable_data();
+        float* gw = grad_weight.mutable_data();
+        py::gil_scoped_release release;
+        cxrfast::sparse::depthwise_backward(input.data(), positions.data(), weight.data(), grad_out.data(), gi, gw, s);
+      },
+      py::arg("input"), py::arg("positions"), py::arg("weight"), py::arg("grad_out"), py::arg("stride"),
+      py::arg("dilation"), py::arg("grad_input").noconvert(), py::arg("grad_weight").noconvert(),
+      "Gradients of depthwise_forward; grad_input must be zeroed by the caller.");
 
   m.def(
       "decode_rle_frame",
