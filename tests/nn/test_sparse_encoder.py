@@ -76,3 +76,14 @@ def test_bad_configuration_and_inputs():
         encoder(torch.randn(1, 1, 64, 64), torch.ones(1, 3, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="do not match patch size"):
         encoder(torch.randn(1, 1, 60, 64), torch.ones(1, 1, 2, dtype=torch.bool))
+
+
+def test_fixed_kept_count_gives_the_same_features():
+    torch.manual_seed(0)
+    backbone = ConvNeXt()
+    twin = copy.deepcopy(backbone)
+    visible = random_visible(3, 2, 3, 0.5)
+    plain = SparseEncoder(backbone, STAGES[ConvNeXt])(torch.ones(3, 1, 64, 96), visible)
+    fixed = SparseEncoder(twin, STAGES[ConvNeXt], kept=3)(torch.ones(3, 1, 64, 96), visible)
+    for a, b in zip(plain, fixed):
+        torch.testing.assert_close(a, b)

@@ -114,3 +114,18 @@ def test_gather_gemm_gradcheck_float64():
     weight.requires_grad_()
     bias.requires_grad_()
     assert torch.autograd.gradcheck(lambda t, w, b: sparse_conv2d_gemm(t, layout, w, b, 2, 1, 1), (tiles, weight, bias))
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.6, 0.9])
+def test_layout_with_a_fixed_kept_count_equals_nonzero(ratio):
+    visible = random_visible(5, 4, 7, ratio, seed=2)
+    kept = int(visible[0].sum())
+    fast, plain = TileLayout.from_mask(visible, kept), TileLayout.from_mask(visible)
+    for a, b in zip((fast.batch, fast.row, fast.col), (plain.batch, plain.row, plain.col)):
+        assert torch.equal(a, b)
+
+
+def test_layout_refuses_a_wrong_kept_count():
+    visible = random_visible(2, 3, 3, 0.5)
+    with pytest.raises(ValueError, match="kept=2"):
+        TileLayout.from_mask(visible, 2)

@@ -24,7 +24,7 @@ class _MaskedEncoder(nn.Module):
     forms: dict[type, type]
 
     def __init__(self, backbone: nn.Module, stages: Sequence[str], patch_size: int = 32,
-                 forward_method: str = "forward_features"):
+                 forward_method: str = "forward_features", kept: int | None = None):
         super().__init__()
         names = dict(backbone.named_modules())
         missing = [s for s in stages if s not in names]
@@ -33,6 +33,7 @@ class _MaskedEncoder(nn.Module):
         self.backbone = backbone
         self.stages = list(stages)
         self.patch_size = patch_size
+        self.kept = kept  # visible patches per sample, when fixed: the layout then needs no host sync
         self.forward_method = forward_method if hasattr(backbone, forward_method) else "forward"
         self.context = MaskContext()
         self._captured: dict[str, Tensor] = {}
@@ -57,7 +58,7 @@ class _MaskedEncoder(nn.Module):
         if height % self.patch_size or width % self.patch_size or tuple(visible.shape) != grid:
             raise ValueError(f"images {tuple(images.shape)} and mask {tuple(visible.shape)} do not match patch "
                              f"size {self.patch_size}: the mask must be (B, H/{self.patch_size}, W/{self.patch_size})")
-        layout = TileLayout.from_mask(visible)
+        layout = TileLayout.from_mask(visible, self.kept)
         self.context.layout = layout
         self._captured.clear()
         try:
@@ -86,8 +87,8 @@ class DenseMaskedEncoder(_MaskedEncoder):
     forms = DENSE_MASKED
 
     def __init__(self, backbone: nn.Module, stages: Sequence[str], patch_size: int = 32,
-                 forward_method: str = "forward_features"):
-        super().__init__(backbone, stages, patch_size, forward_method)
+                 forward_method: str = "forward_features", kept: int | None = None):
+        super().__init__(backbone, stages, patch_size, forward_method, kept)
         self._hooks = mask_outputs(backbone, self.context)
 
     def restore(self) -> nn.Module:

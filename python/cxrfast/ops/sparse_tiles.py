@@ -29,12 +29,23 @@ class TileLayout:
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_mask(cls, visible: Tensor) -> TileLayout:
-        """`visible`: (B, rows, cols) bool, True where a patch is kept."""
+    def from_mask(cls, visible: Tensor, kept: int | None = None) -> TileLayout:
+        """`visible`: (B, rows, cols) bool, True where a patch is kept. With `kept`, the number of
+        visible patches in every sample (SparK keeps the same number), the layout is built
+        without `nonzero`, so a GPU never waits for the host."""
         if visible.dtype != torch.bool or visible.ndim != 3:
             raise ValueError(f"visible must be a (B, rows, cols) bool tensor, not {tuple(visible.shape)} {visible.dtype}")
-        b, r, c = visible.nonzero(as_tuple=True)
-        return cls(b, r, c, tuple(visible.shape))
+        b, rows, cols = visible.shape
+        if kept is None:
+            batch, row, col = visible.nonzero(as_tuple=True)
+            return cls(batch, row, col, (b, rows, cols))
+        if visible.device.type == "cpu" and not bool((visible.view(b, -1).sum(1) == kept).all()):
+            raise ValueError(f"kept={kept}, but the samples keep {visible.view(b, -1).sum(1).tolist()} patches")
+        # Visible patches first, each sample's in raster order: the same order nonzero gives.
+        order = torch.argsort(~visible.view(b, -1), dim=1, stable=True)[:, :kept]
+        batch = torch.arange(b, device=visible.device).repeat_interleave(kept)
+        flat = order.reshape(-1)
+        return cls(batch, flat // cols, flat % cols, (b, rows, cols))
 
     @property
     def count(self) -> int:
