@@ -129,3 +129,20 @@ def test_layout_refuses_a_wrong_kept_count():
     visible = random_visible(2, 3, 3, 0.5)
     with pytest.raises(ValueError, match="kept=2"):
         TileLayout.from_mask(visible, 2)
+
+
+@pytest.mark.parametrize("conv", CONVS, ids=lambda c: f"k{c[0]}s{c[1]}p{c[2]}d{c[3]}{'dw' if c[4] else ''}")
+@pytest.mark.parametrize("tile", [2, 8])
+def test_bfloat16_tracks_the_float32_reference(conv, tile):
+    layout, dense, weight, bias, options = _case(2, 3, (3, 4), tile, 0.6, conv, seed=5)
+    params = [t.to(torch.bfloat16).requires_grad_() for t in (dense, weight, bias)]
+    got = scatter_tiles(sparse_conv2d(gather_tiles(params[0], layout, tile), layout, *params[1:], **options), layout)
+    assert got.dtype == torch.bfloat16
+    reference = sparse_conv2d_reference(dense, layout, weight, bias, **options)
+    scale = reference.abs().max()
+    torch.testing.assert_close(got.float(), reference, rtol=0, atol=2e-2 * scale)
+    got.float().sum().backward()
+    ref_params = [t.clone().requires_grad_() for t in (dense, weight, bias)]
+    sparse_conv2d_reference(*ref_params[:1], layout, *ref_params[1:], **options).sum().backward()
+    for p, q in zip(params, ref_params):
+        torch.testing.assert_close(p.grad.float(), q.grad, rtol=0, atol=2e-2 * q.grad.abs().max())
