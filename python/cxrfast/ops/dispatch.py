@@ -25,6 +25,8 @@ def available_backends(device: torch.device, op_backends: tuple[str, ...]) -> li
         usable = [b for b in order if b != "cuda" or _cuda_extension_usable()]
     else:
         usable = [b for b in ("cpu",) if b in op_backends]
+        if os.environ.get("TRITON_INTERPRET") == "1" and "triton" in op_backends:
+            usable.append("triton")  # Triton's interpreter runs kernels on CPU tensors
     return usable + ["reference"]
 
 

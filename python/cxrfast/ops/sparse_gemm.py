@@ -12,7 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cxrfast.ops.dispatch import select_backend
 from cxrfast.ops.sparse_tiles import TileLayout
+
+BACKENDS = ("reference", "cpu", "triton")
 
 
 def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding: int, dilation: int) -> Tensor:
@@ -74,5 +77,9 @@ def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: 
     out_tile = tile // stride
     table = neighbours(layout, tile, weight.shape[-1], stride, padding, dilation)
     rows = tiles.permute(0, 2, 3, 1).reshape(n * tile * tile, channels)
-    out = _GatherGemm.apply(rows, weight, bias, table)
+    if select_backend(tiles.device, BACKENDS) == "triton":
+        from cxrfast.triton.sparse_gather_gemm import GatherGemm
+    else:  # the torch gather + GEMM serves the CPU and as the reference
+        GatherGemm = _GatherGemm
+    out = GatherGemm.apply(rows, weight, bias, table)
     return out.view(n, out_tile, out_tile, -1).permute(0, 3, 1, 2)

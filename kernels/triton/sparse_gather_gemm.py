@@ -1,0 +1,114 @@
+"""Sparse convolution as an implicit GEMM over visible positions (SparK), in Triton.
+
+Each output position's input row for tap k is `table[m, k]` in the position rows (with one zero
+row at the end for masked or outside inputs): out = sum_k rows[table[:, k]] @ W_k, the gathered
+operand never materialised. Backward: grad_W_k = rows[table[:, k]]^T @ grad_out, and grad_out @
+W_k^T is scattered back to the input rows with atomic adds.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_M, BLOCK_N, BLOCK_C = 32, 32, 32
+
+
+@triton.jit
+def _forward(rows, table, weight, out, M, C, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+             BLOCK_C: tl.constexpr):
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, K):
+        src = tl.load(table + offs_m * K + k, mask=offs_m < M, other=0)
+        for c0 in range(0, C, BLOCK_C):
+            offs_c = c0 + tl.arange(0, BLOCK_C)
+            a = tl.load(rows + src[:, None] * C + offs_c[None, :], mask=(offs_m[:, None] < M) & (offs_c[None, :] < C),
+                        other=0.0)
+            b = tl.load(weight + (k * C + offs_c[:, None]) * N + offs_n[None, :],
+                        mask=(offs_c[:, None] < C) & (offs_n[None, :] < N), other=0.0)
+            acc += tl.dot(a, b)
+    tl.store(out + offs_m[:, None] * N + offs_n[None, :], acc.to(out.dtype.element_ty),
+             mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+
+@triton.jit
+def _grad_weight(rows, table, grad_out, grad_weight, M, C, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_C: tl.constexpr):
+    offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k = tl.program_id(2)
+    acc = tl.zeros((BLOCK_C, BLOCK_N), dtype=tl.float32)
+    for m0 in range(0, M, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        src = tl.load(table + offs_m * K + k, mask=offs_m < M, other=0)
+        a = tl.load(rows + src[None, :] * C + offs_c[:, None], mask=(offs_c[:, None] < C) & (offs_m[None, :] < M),
+                    other=0.0)
+        g = tl.load(grad_out + offs_m[:, None] * N + offs_n[None, :], mask=(offs_m[:, None] < M) & (offs_n[None, :] < N),
+                    other=0.0)
+        acc += tl.dot(a, g)
+    tl.store(grad_weight + (k * C + offs_c[:, None]) * N + offs_n[None, :], acc,
+             mask=(offs_c[:, None] < C) & (offs_n[None, :] < N))
+
+
+@triton.jit
+def _grad_rows(grad_out, table, weight, grad_rows, M, C, N, K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+               BLOCK_C: tl.constexpr):
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    k = tl.program_id(2)
+    acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    for n0 in range(0, N, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        g = tl.load(grad_out + offs_m[:, None] * N + offs_n[None, :], mask=(offs_m[:, None] < M) & (offs_n[None, :] < N),
+                    other=0.0)
+        w = tl.load(weight + (k * C + offs_c[None, :]) * N + offs_n[:, None],
+                    mask=(offs_c[None, :] < C) & (offs_n[:, None] < N), other=0.0)
+        acc += tl.dot(g, w)
+    dst = tl.load(table + offs_m * K + k, mask=offs_m < M, other=0)
+    tl.atomic_add(grad_rows + dst[:, None] * C + offs_c[None, :], acc,
+                  mask=(offs_m[:, None] < M) & (offs_c[None, :] < C))
+
+
+def _tap_major(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, k, k) -> (k * k * C_in, C_out): row k * C_in + c holds tap k of channel c."""
+    return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
+
+
+class GatherGemm(torch.autograd.Function):
+    """Same contract as the torch path in cxrfast.ops.sparse_gemm: rows (M_in, C), table (M_out, K)."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, table):
+        m_out, k = table.shape
+        channels, n = rows.shape[1], weight.shape[0]
+        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
+        out = torch.empty(m_out, n, dtype=torch.float32, device=rows.device)
+        grid = (triton.cdiv(m_out, BLOCK_M), triton.cdiv(n, BLOCK_N))
+        _forward[grid](padded, table, _tap_major(weight).to(rows.dtype), out, m_out, channels, n, k,
+                       BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
+        ctx.save_for_backward(rows, weight, table)
+        ctx.has_bias = bias is not None
+        out = out.to(rows.dtype)
+        return out + bias if bias is not None else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, weight, table = ctx.saved_tensors
+        m_out, k = table.shape
+        channels, n = rows.shape[1], weight.shape[0]
+        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
+        grad = grad.contiguous()
+        grad_w = torch.empty(k * channels, n, dtype=torch.float32, device=rows.device)
+        _grad_weight[(triton.cdiv(channels, BLOCK_C), triton.cdiv(n, BLOCK_N), k)](
+            padded, table, grad, grad_w, m_out, channels, n, k, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
+        grad_rows = torch.zeros(rows.shape[0] + 1, channels, dtype=torch.float32, device=rows.device)
+        _grad_rows[(triton.cdiv(m_out, BLOCK_M), triton.cdiv(channels, BLOCK_C), k)](
+            grad, table, _tap_major(weight).to(grad.dtype), grad_rows, m_out, channels, n, k,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
+        kh = weight.shape[-1]
+        grad_weight = grad_w.view(kh, kh, channels, n).permute(3, 2, 0, 1).to(weight.dtype)
+        grad_bias = grad.sum(0) if ctx.has_bias else None
+        return grad_rows[:-1].to(rows.dtype), grad_weight, grad_bias, None
