@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from cxrfast.ops.sparse_gemm import tap_major
+
 BLOCK_M, BLOCK_N, BLOCK_C = 32, 32, 32
 
 
@@ -72,11 +74,6 @@ def _grad_rows(grad_out, table, weight, grad_rows, M, C, N, K, BLOCK_M: tl.const
                   mask=(offs_m[:, None] < M) & (offs_c[None, :] < C))
 
 
-def _tap_major(weight: torch.Tensor) -> torch.Tensor:
-    """(C_out, C_in, k, k) -> (k * k * C_in, C_out): row k * C_in + c holds tap k of channel c."""
-    return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
-
-
 class GatherGemm(torch.autograd.Function):
     """Same contract as the torch path in cxrfast.ops.sparse_gemm: rows (M_in, C), table (M_out, K)."""
 
@@ -87,7 +84,7 @@ class GatherGemm(torch.autograd.Function):
         padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
         out = torch.empty(m_out, n, dtype=torch.float32, device=rows.device)
         grid = (triton.cdiv(m_out, BLOCK_M), triton.cdiv(n, BLOCK_N))
-        _forward[grid](padded, table, _tap_major(weight).to(rows.dtype), out, m_out, channels, n, k,
+        _forward[grid](padded, table, tap_major(weight).to(rows.dtype), out, m_out, channels, n, k,
                        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
         ctx.save_for_backward(rows, weight, table)
         ctx.has_bias = bias is not None
@@ -106,7 +103,7 @@ class GatherGemm(torch.autograd.Function):
             padded, table, grad, grad_w, m_out, channels, n, k, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
         grad_rows = torch.zeros(rows.shape[0] + 1, channels, dtype=torch.float32, device=rows.device)
         _grad_rows[(triton.cdiv(m_out, BLOCK_M), triton.cdiv(channels, BLOCK_C), k)](
-            grad, table, _tap_major(weight).to(grad.dtype), grad_rows, m_out, channels, n, k,
+            grad, table, tap_major(weight).to(grad.dtype), grad_rows, m_out, channels, n, k,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
         kh = weight.shape[-1]
         grad_weight = grad_w.view(kh, kh, channels, n).permute(3, 2, 0, 1).to(weight.dtype)

@@ -27,7 +27,7 @@ def test_triton_path_equals_reference(conv, tile, monkeypatch):
     from cxrfast.triton import sparse_gather_gemm as kernels
 
     calls = []
-    monkeypatch.setattr(kernels, "_tap_major", lambda w, f=kernels._tap_major: calls.append(1) or f(w))
+    monkeypatch.setattr(kernels, "tap_major", lambda w, f=kernels.tap_major: calls.append(1) or f(w))
     layout, dense, weight, bias, options = _case(2, 5, (2, 3), tile, 0.5, conv, seed=4)
     assert conv in CONVS
     params = [t.requires_grad_() for t in (dense, weight, bias)]

@@ -15,7 +15,7 @@ from torch import Tensor
 from cxrfast.ops.dispatch import select_backend
 from cxrfast.ops.sparse_tiles import TileLayout
 
-BACKENDS = ("reference", "cpu", "triton")
+BACKENDS = ("reference", "cpu", "triton", "cuda")
 
 
 def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding: int, dilation: int) -> Tensor:
@@ -70,6 +70,49 @@ class _GatherGemm(torch.autograd.Function):
         return grad_rows[:-1], grad_weight, grad_bias, None
 
 
+def tap_major(weight: Tensor) -> Tensor:
+    """(C_out, C_in, k, k) -> (k * k * C_in, C_out): row k * C_in + c holds tap k of channel c."""
+    return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
+
+
+class _GatherGemmCuda(torch.autograd.Function):
+    """The same contract as _GatherGemm, with the kernels of kernels/cuda/sparse_gather_gemm.cu."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, weight: Tensor, bias: Tensor | None, table: Tensor) -> Tensor:
+        from cxrfast import _cuda
+
+        m_out, taps = table.shape
+        channels, n = rows.shape[1], weight.shape[0]
+        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
+        table = table.contiguous()
+        out = rows.new_empty(m_out, n)
+        bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
+        _cuda.gather_gemm_forward(padded.data_ptr(), table.data_ptr(), tap_major(weight).data_ptr(), bias_ptr,
+                                  out.data_ptr(), m_out, channels, n, taps, torch.cuda.current_stream().cuda_stream)
+        ctx.save_for_backward(rows, weight, table)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        from cxrfast import _cuda
+
+        rows, weight, table = ctx.saved_tensors
+        m_out, taps = table.shape
+        channels, n = rows.shape[1], weight.shape[0]
+        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
+        grad = grad.contiguous()
+        grad_rows = rows.new_zeros(rows.shape[0] + 1, channels)
+        grad_w = rows.new_empty(taps * channels, n)
+        _cuda.gather_gemm_backward(padded.data_ptr(), table.data_ptr(), tap_major(weight).data_ptr(),
+                                   grad.data_ptr(), grad_rows.data_ptr(), grad_w.data_ptr(), m_out, channels, n, taps,
+                                   torch.cuda.current_stream().cuda_stream)
+        kernel = weight.shape[-1]
+        grad_weight = grad_w.view(kernel, kernel, channels, n).permute(3, 2, 0, 1)
+        return grad_rows[:-1], grad_weight, grad.sum(0) if ctx.has_bias else None, None
+
+
 def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None, stride: int,
                        padding: int, dilation: int) -> Tensor:
     """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride), ungrouped convolutions."""
@@ -77,8 +120,11 @@ def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: 
     out_tile = tile // stride
     table = neighbours(layout, tile, weight.shape[-1], stride, padding, dilation)
     rows = tiles.permute(0, 2, 3, 1).reshape(n * tile * tile, channels)
-    if select_backend(tiles.device, BACKENDS) == "triton":
+    backend = select_backend(tiles.device, BACKENDS)
+    if backend == "triton":
         from cxrfast.triton.sparse_gather_gemm import GatherGemm
+    elif backend == "cuda" and tiles.dtype == torch.float32:
+        GatherGemm = _GatherGemmCuda
     else:  # the torch gather + GEMM serves the CPU and as the reference
         GatherGemm = _GatherGemm
     out = GatherGemm.apply(rows, weight, bias, table)
