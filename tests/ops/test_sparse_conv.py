@@ -93,17 +93,25 @@ def test_layout_rejects_bad_masks():
 @pytest.mark.parametrize("conv,tile", [(c, t) for c in CONVS if not c[4] for t in (1, 2, 4) if t % c[1] == 0],
                          ids=lambda v: f"k{v[0]}s{v[1]}p{v[2]}d{v[3]}" if isinstance(v, tuple) else f"tile{v}")
 def test_gather_gemm_path_equals_reference(conv, tile):
+    check_gemm_path(conv, tile, batch=3, channels=5, grid=(3, 4), ratio=0.6)
+
+
+def check_gemm_path(conv, tile, *, batch, channels, grid, ratio, device="cpu", tolerance=1e-4):
+    """sparse_conv2d_gemm (whichever backend dispatch picks) against the reference: forward and
+    the input, weight and bias gradients."""
     from cxrfast.ops.sparse_gemm import sparse_conv2d_gemm
 
-    layout, dense, weight, bias, options = _case(3, 5, (3, 4), tile, 0.6, conv, seed=3)
-    params = [t.requires_grad_() for t in (dense, weight, bias)]
-    tiles = gather_tiles(dense, layout, tile)
-    got = scatter_tiles(sparse_conv2d_gemm(tiles, layout, weight, bias, conv[1], conv[2], conv[3]), layout)
+    layout, dense, weight, bias, options = _case(batch, channels, grid, tile, ratio, conv, seed=3)
+    layout = TileLayout(layout.batch.to(device), layout.row.to(device), layout.col.to(device), layout.grid)
+    params = [t.to(device).requires_grad_() for t in (dense, weight, bias)]
+    dense, weight, bias = params
+    got = scatter_tiles(sparse_conv2d_gemm(gather_tiles(dense, layout, tile), layout, weight, bias, *conv[1:4]),
+                        layout)
     reference = sparse_conv2d_reference(dense, layout, weight, bias, **options)
-    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance)
     upstream = torch.randn_like(reference)
     for a, b in zip(torch.autograd.grad(got, params, upstream), torch.autograd.grad(reference, params, upstream)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
 
 
 def test_gather_gemm_gradcheck_float64():
