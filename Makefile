@@ -3,10 +3,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# A machine without an NVIDIA GPU gets the CPU build of torch (on disk here), never the CUDA one.
+# A machine without an NVIDIA GPU gets the CPU build of torch (on disk here), never the CUDA one,
+# and the torchvision release made for it (timm needs torchvision's Python layer only; its
+# CUDA-linked operators don't load beside CPU torch, see cxrfast/models/timm_import.py).
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 TORCH_GPU := "torch>=2.13,!=2.13.0+cpu"
-TORCH_CPU := torch==2.13.0
+TORCH_CPU := torch==2.13.0 torchvision==0.28.0
 TORCH := $(if $(HAS_GPU),$(TORCH_GPU),$(TORCH_CPU))
 
 .PHONY: setup build test demo bench fuzz clean

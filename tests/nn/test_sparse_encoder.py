@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cxrfast.errors import ConfigError
+from cxrfast.models import import_timm
 from cxrfast.nn import DenseMaskedEncoder, SparseEncoder
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "ops"))
@@ -19,22 +20,36 @@ from backbones import STAGES, ConvNeXt, ResNet  # noqa: E402
 from test_sparse_conv import random_visible  # noqa: E402
 
 
-def _pair(kind, in_chans, seed=0):
+def _timm(name):
+    def make(in_chans):
+        return import_timm().create_model(name, in_chans=in_chans)
+    return make
+
+
+# name -> (build(in_chans), encoder options). The fixtures have timm's layer structure at small
+# widths (fast enough for the whole grid); the timm models are the real ones, at their full widths.
+BACKBONES = {
+    "resnet-like": (lambda in_chans: ResNet(in_chans=in_chans), {"patch_size": 32, "stages": STAGES[ResNet]}),
+    "convnext-like": (lambda in_chans: ConvNeXt(in_chans=in_chans), {"patch_size": 32, "stages": STAGES[ConvNeXt]}),
+    **{name: (_timm(name), {}) for name in ["resnet18", "resnet50", "convnext_tiny", "convnext_small"]},
+}
+
+
+def _pair(name, in_chans, seed=0):
+    make, options = BACKBONES[name]
     torch.manual_seed(seed)
-    backbone = kind(in_chans=in_chans).double()  # float64: gradients through deep nets compared tightly
+    backbone = make(in_chans).double()  # float64: gradients through deep nets compared tightly
     twin = copy.deepcopy(backbone)
-    return SparseEncoder(backbone, STAGES[kind]), DenseMaskedEncoder(twin, STAGES[kind])
+    return SparseEncoder(backbone, **options), DenseMaskedEncoder(twin, **options)
 
 
-@pytest.mark.parametrize("kind", [ResNet, ConvNeXt])
-@pytest.mark.parametrize("ratio", [0.0, 0.6, 0.9])
-@pytest.mark.parametrize("batch,in_chans,grid", [(1, 1, (4, 5)), (5, 3, (2, 2)), (2, 1, (4, 3))])
-def test_stages_and_gradients_equal_dense_masked(kind, ratio, batch, in_chans, grid):
-    sparse, reference = _pair(kind, in_chans)
-    for step in range(3):  # BatchNorm running statistics drift identically over steps
+def check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=3):
+    sparse, reference = _pair(name, in_chans)
+    patch = sparse.patch_size
+    for step in range(steps):  # BatchNorm running statistics drift identically over steps
         visible = random_visible(batch, *grid, ratio, seed=step)
         assert visible.sum() >= 2  # BatchNorm over a single position is undefined (torch raises)
-        images = torch.randn(batch, in_chans, grid[0] * 32, grid[1] * 32, dtype=torch.float64,
+        images = torch.randn(batch, in_chans, grid[0] * patch, grid[1] * patch, dtype=torch.float64,
                              generator=torch.Generator().manual_seed(step))
         ours_in, ref_in = images.clone().requires_grad_(), images.clone().requires_grad_()
         ours, expected = sparse(ours_in, visible), reference(ref_in, visible)
@@ -44,21 +59,44 @@ def test_stages_and_gradients_equal_dense_masked(kind, ratio, batch, in_chans, g
         weights = [torch.randn_like(f) for f in expected]
         sum((f * w).sum() for f, w in zip(ours, weights)).backward()
         sum((f * w).sum() for f, w in zip(expected, weights)).backward()
-        mask = visible.repeat_interleave(32, 1).repeat_interleave(32, 2)[:, None]
+        mask = visible.repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, None]
         torch.testing.assert_close(ours_in.grad * mask, ref_in.grad * mask, rtol=1e-6, atol=1e-5)
-        for (name, p), q in zip(sparse.backbone.named_parameters(), reference.backbone.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        for (param, p), q in zip(sparse.backbone.named_parameters(), reference.backbone.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-5, msg=lambda m: f"{param}: {m}")
         sparse.zero_grad()
         reference.zero_grad()
     for a, b in zip(sparse.backbone.buffers(), reference.backbone.buffers()):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", ["resnet-like", "convnext-like"])
+@pytest.mark.parametrize("ratio", [0.0, 0.6, 0.9])
+@pytest.mark.parametrize("batch,in_chans,grid", [(1, 1, (4, 5)), (5, 3, (2, 2)), (2, 1, (4, 3))])
+def test_stages_and_gradients_equal_dense_masked(name, ratio, batch, in_chans, grid):
+    check_against_dense_masked(name, ratio, batch, in_chans, grid)
+
+
+# The deeper variants (resnet50, convnext_small) repeat their smaller siblings' blocks: one case each.
+@pytest.mark.parametrize("name,ratio,batch,in_chans,grid", [
+    *[(name, 0.6, 2, 1, (2, 3)) for name in ["resnet18", "resnet50", "convnext_tiny", "convnext_small"]],
+    *[(name, 0.9, 5, 3, (3, 2)) for name in ["resnet18", "convnext_tiny"]],
+])
+def test_timm_encoders_equal_dense_masked(name, ratio, batch, in_chans, grid):
+    check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=2)
+
+
+def test_timm_defaults_are_sparks_scales():
+    encoder = SparseEncoder(import_timm().create_model("resnet50", in_chans=1))
+    assert encoder.stages == ["layer1", "layer2", "layer3", "layer4"] and encoder.patch_size == 32
+    features = encoder(torch.randn(2, 1, 64, 96), random_visible(2, 2, 3, 0.5))
+    assert [tuple(f.shape) for f in features] == [(2, 256, 16, 24), (2, 512, 8, 12), (2, 1024, 4, 6), (2, 2048, 2, 3)]
+
+
 def test_same_weights_and_keys_and_restore():
     backbone = ResNet()
     before = {k: v for k, v in backbone.state_dict().items()}
     weight = backbone.conv1.weight
-    encoder = SparseEncoder(backbone, STAGES[ResNet])
+    encoder = SparseEncoder(backbone, 32, stages=STAGES[ResNet])
     assert encoder.backbone.conv1.weight is weight
     assert list(backbone.state_dict()) == list(before)
     encoder(torch.randn(2, 1, 64, 96), random_visible(2, 2, 3, 0.5))
@@ -70,8 +108,8 @@ def test_same_weights_and_keys_and_restore():
 
 def test_bad_configuration_and_inputs():
     with pytest.raises(ConfigError, match="no module named"):
-        SparseEncoder(ResNet(), ["layer9"])
-    encoder = SparseEncoder(ResNet(), STAGES[ResNet])
+        SparseEncoder(ResNet(), 32, stages=["layer9"])
+    encoder = SparseEncoder(ResNet(), 32, stages=STAGES[ResNet])
     with pytest.raises(ValueError, match="do not match patch size"):
         encoder(torch.randn(1, 1, 64, 64), torch.ones(1, 3, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="do not match patch size"):
@@ -83,7 +121,7 @@ def test_fixed_kept_count_gives_the_same_features():
     backbone = ConvNeXt()
     twin = copy.deepcopy(backbone)
     visible = random_visible(3, 2, 3, 0.5)
-    plain = SparseEncoder(backbone, STAGES[ConvNeXt])(torch.ones(3, 1, 64, 96), visible)
-    fixed = SparseEncoder(twin, STAGES[ConvNeXt], kept=3)(torch.ones(3, 1, 64, 96), visible)
+    plain = SparseEncoder(backbone, 32, stages=STAGES[ConvNeXt])(torch.ones(3, 1, 64, 96), visible)
+    fixed = SparseEncoder(twin, 32, stages=STAGES[ConvNeXt], kept=3)(torch.ones(3, 1, 64, 96), visible)
     for a, b in zip(plain, fixed):
         torch.testing.assert_close(a, b)
