@@ -35,16 +35,18 @@ BACKBONES = {
 }
 
 
-def _pair(name, in_chans, seed=0):
+def _pair(name, in_chans, patch_size=None, seed=0):
     make, options = BACKBONES[name]
+    if patch_size is not None:
+        options = {**options, "patch_size": patch_size}
     torch.manual_seed(seed)
     backbone = make(in_chans).double()  # float64: gradients through deep nets compared tightly
     twin = copy.deepcopy(backbone)
     return SparseEncoder(backbone, **options), DenseMaskedEncoder(twin, **options)
 
 
-def check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=3):
-    sparse, reference = _pair(name, in_chans)
+def check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=3, patch_size=None):
+    sparse, reference = _pair(name, in_chans, patch_size)
     patch = sparse.patch_size
     for step in range(steps):  # BatchNorm running statistics drift identically over steps
         visible = random_visible(batch, *grid, ratio, seed=step)
@@ -85,6 +87,14 @@ def test_timm_encoders_equal_dense_masked(name, ratio, batch, in_chans, grid):
     check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=2)
 
 
+# Patches smaller than the network's stride: the deeper stages run on cells of patches.
+@pytest.mark.parametrize("name", ["resnet-like", "convnext-like", "resnet18", "convnext_tiny"])
+@pytest.mark.parametrize("patch_size,ratio,batch,in_chans,image", [(16, 0.6, 2, 1, (64, 96)), (8, 0.75, 3, 3, (96, 64))])
+def test_small_patches_equal_dense_masked(name, patch_size, ratio, batch, in_chans, image):
+    grid = (image[0] // patch_size, image[1] // patch_size)
+    check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=2, patch_size=patch_size)
+
+
 def test_timm_defaults_are_sparks_scales():
     encoder = SparseEncoder(import_timm().create_model("resnet50", in_chans=1))
     assert encoder.stages == ["layer1", "layer2", "layer3", "layer4"] and encoder.patch_size == 32
@@ -109,11 +119,17 @@ def test_same_weights_and_keys_and_restore():
 def test_bad_configuration_and_inputs():
     with pytest.raises(ConfigError, match="no module named"):
         SparseEncoder(ResNet(), 32, stages=["layer9"])
-    encoder = SparseEncoder(ResNet(), 32, stages=STAGES[ResNet])
+    with pytest.raises(ConfigError, match="no Conv2d"):
+        SparseEncoder(torch.nn.Sequential(torch.nn.Linear(3, 3)), 32, stages=["0"])
+    encoder = SparseEncoder(ResNet(), stages=STAGES[ResNet])
+    assert encoder.patch_size == 32  # the deepest stage's stride, probed
     with pytest.raises(ValueError, match="do not match patch size"):
         encoder(torch.randn(1, 1, 64, 64), torch.ones(1, 3, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="do not match patch size"):
+    with pytest.raises(ValueError, match="multiples of 32"):
         encoder(torch.randn(1, 1, 60, 64), torch.ones(1, 1, 2, dtype=torch.bool))
+    small = SparseEncoder(ResNet(), 8, stages=STAGES[ResNet])
+    with pytest.raises(ValueError, match="multiples of 32"):  # whole patches, but not whole cells at stride 32
+        small(torch.randn(1, 1, 48, 64), torch.ones(1, 6, 8, dtype=torch.bool))
 
 
 def test_fixed_kept_count_gives_the_same_features():

@@ -98,20 +98,53 @@ def test_gather_gemm_path_equals_reference(conv, tile):
 
 def check_gemm_path(conv, tile, *, batch, channels, grid, ratio, device="cpu", tolerance=1e-4):
     """sparse_conv2d_gemm (whichever backend dispatch picks) against the reference: forward and
-    the input, weight and bias gradients."""
+    the input, weight and bias gradients. A stride wider than the tile leaves the patch grid for
+    cells of stride / tile patches."""
     from cxrfast.ops.sparse_gemm import sparse_conv2d_gemm
 
     layout, dense, weight, bias, options = _case(batch, channels, grid, tile, ratio, conv, seed=3)
     layout = TileLayout(layout.batch.to(device), layout.row.to(device), layout.col.to(device), layout.grid)
+    out_layout = layout.coarsen(conv[1] // tile) if tile < conv[1] else None
     params = [t.to(device).requires_grad_() for t in (dense, weight, bias)]
     dense, weight, bias = params
-    got = scatter_tiles(sparse_conv2d_gemm(gather_tiles(dense, layout, tile), layout, weight, bias, *conv[1:4]),
-                        layout)
+    got = scatter_tiles(sparse_conv2d_gemm(gather_tiles(dense, layout, tile), layout, weight, bias, *conv[1:4],
+                                           out_layout=out_layout), out_layout or layout)
     reference = sparse_conv2d_reference(dense, layout, weight, bias, **options)
     torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance)
     upstream = torch.randn_like(reference)
     for a, b in zip(torch.autograd.grad(got, params, upstream), torch.autograd.grad(reference, params, upstream)):
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
+
+
+# Patches smaller than the network's stride: strided convs whose stride exceeds the tile map the
+# patch grid's positions to cells of patches (ResNet's layer3/4 and ConvNeXt's downsampling at
+# patch size 8 or 16), active where any of their patches is visible.
+@pytest.mark.parametrize("conv", [(1, 2, 0, 1, False), (3, 2, 1, 1, False), (2, 2, 0, 1, False), (7, 4, 3, 1, False)],
+                         ids=["k1s2", "k3s2p1", "k2s2", "k7s4p3"])
+@pytest.mark.parametrize("ratio", [0.0, 0.6, 0.9])
+def test_convolution_leaving_the_patch_grid(conv, ratio):
+    for tile in (1, 2):
+        if tile < conv[1]:
+            check_gemm_path(conv, tile, batch=3, channels=5, grid=(4, 8), ratio=ratio)
+
+
+def test_convolution_leaving_the_patch_grid_gradcheck_float64():
+    layout, dense, weight, bias, options = _case(2, 2, (4, 2), 1, 0.5, (3, 2, 1, 1, False), torch.float64)
+    coarse = layout.coarsen(2)
+    tiles = gather_tiles(dense, layout, 1).requires_grad_()
+    weight.requires_grad_()
+    bias.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t, w, b: sparse_conv2d(t, layout, w, b, **options, out_layout=coarse),
+                                    (tiles, weight, bias))
+
+
+def test_coarsened_layout_is_any_visible_patch():
+    visible = random_visible(2, 4, 6, 0.7, seed=1)
+    cells = TileLayout.from_mask(visible).coarsen(2)
+    expected = torch.nn.functional.max_pool2d(visible[:, None].float(), 2)[:, 0] > 0
+    assert torch.equal(cells.visible(), expected)
+    with pytest.raises(ValueError, match="does not divide into cells"):
+        TileLayout.from_mask(visible).coarsen(4)
 
 
 def test_gather_gemm_gradcheck_float64():

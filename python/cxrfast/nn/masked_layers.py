@@ -27,43 +27,52 @@ class MaskContext:
     """The mask of the batch being encoded; owned by one encoder, set per forward."""
 
     layout: TileLayout | None = None
+    patch_size: int = 32
 
-    def require(self) -> TileLayout:
+    def require(self, stride: int | None = None) -> TileLayout:
+        """The layout of features `stride` times coarser than the image: the patch layout, or its
+        coarsening where the stride exceeds the patch size (None: the patch layout)."""
         if self.layout is None:
             raise RuntimeError("a masked layer ran outside its encoder's forward")
-        return self.layout
+        if stride is None or stride <= self.patch_size:
+            return self.layout
+        return self.layout.coarsen(stride // self.patch_size)
 
     def dense_mask(self, like: Tensor) -> Tensor:
         """(B, 1, H, W) mask at the resolution of the dense feature map `like`."""
-        layout = self.require()
-        return layout.mask(like.shape[-1] // layout.grid[2]).to(like.dtype)
+        return self.require().mask_at(like.shape[-2]).to(like.dtype)
 
 
 class _Masked:
-    """Mixin: the context is attached as a plain attribute, not a submodule."""
+    """Mixin: the context is attached as a plain attribute, not a submodule; so is the stride of
+    the layer's input relative to the image, which tells a sparse layer which layout its tiles
+    are in (None where unknown: the patch layout)."""
 
     mask_context: MaskContext
+    input_stride: int | None
 
 
 # --- sparse forms: inputs and outputs are (N, C, t, t) tiles -----------------------------------
 
 class SparseConv2d(nn.Conv2d, _Masked):
     def forward(self, tiles: Tensor) -> Tensor:
-        return sparse_conv2d(tiles, self.mask_context.require(), self.weight, self.bias, self.stride, self.padding,
-                             self.dilation, self.groups)
+        context, stride = self.mask_context, self.input_stride
+        out_layout = None if stride is None else context.require(stride * self.stride[0])
+        return sparse_conv2d(tiles, context.require(stride), self.weight, self.bias, self.stride, self.padding,
+                             self.dilation, self.groups, out_layout)
 
 
 class SparseMaxPool2d(nn.MaxPool2d, _Masked):
     def forward(self, tiles: Tensor) -> Tensor:
         if self.ceil_mode:
             raise ValueError("sparse max pooling does not support ceil_mode")
-        return sparse_max_pool2d(tiles, self.mask_context.require(), self.kernel_size, self.stride, self.padding,
+        return sparse_max_pool2d(tiles, self.mask_context.require(self.input_stride), self.kernel_size, self.stride, self.padding,
                                  self.dilation)
 
 
 class SparseAvgPool2d(nn.AvgPool2d, _Masked):
     def forward(self, tiles: Tensor) -> Tensor:
-        return sparse_avg_pool2d(tiles, self.mask_context.require(), self.kernel_size, self.stride, self.padding,
+        return sparse_avg_pool2d(tiles, self.mask_context.require(self.input_stride), self.kernel_size, self.stride, self.padding,
                                  self.count_include_pad)
 
 
@@ -100,20 +109,27 @@ def mask_outputs(module: nn.Module, context: MaskContext) -> list:
     """Hooks zeroing the masked positions of every layer's 4-d output, channels first
     (B, C, H, W) or last (B, H, W, C) as ConvNeXt's blocks permute them. Returns the handles."""
 
+    def on_grid(height: int, width: int) -> bool:
+        """Whether a height × width map is the patch grid refined or coarsened evenly."""
+        _, rows, cols = context.layout.grid
+        if height >= rows:
+            return height % rows == 0 and width == cols * (height // rows)
+        return rows % height == 0 and width * (rows // height) == cols
+
     def hook(layer, inputs, output):
         if not isinstance(output, Tensor) or output.ndim != 4 or context.layout is None:
             return None
-        _, rows, cols = context.layout.grid
-        if output.shape[2] % rows == 0 and output.shape[3] % cols == 0 and output.shape[2] // rows == output.shape[3] // cols:
-            return output * context.layout.mask(output.shape[2] // rows).to(output.dtype)
-        if output.shape[1] % rows == 0 and output.shape[2] % cols == 0 and output.shape[1] // rows == output.shape[2] // cols:
-            return output * context.layout.mask(output.shape[1] // rows).to(output.dtype).permute(0, 2, 3, 1)
+        if on_grid(output.shape[2], output.shape[3]):
+            return output * context.layout.mask_at(output.shape[2]).to(output.dtype)
+        if on_grid(output.shape[1], output.shape[2]):
+            return output * context.layout.mask_at(output.shape[1]).to(output.dtype).permute(0, 2, 3, 1)
         return None
 
     return [layer.register_forward_hook(hook) for layer in module.modules()]
 
 
-def convert(module: nn.Module, forms: dict[type, type], context: MaskContext) -> list[tuple[nn.Module, type]]:
+def convert(module: nn.Module, forms: dict[type, type], context: MaskContext,
+            input_strides: dict[nn.Module, int] | None = None) -> list[tuple[nn.Module, type]]:
     """Swap the classes of `module`'s layers for their masked forms; returns what `restore` needs.
     Only exact classes are swapped: a subclass may override forward in ways the form would lose."""
     swapped = []
@@ -123,10 +139,11 @@ def convert(module: nn.Module, forms: dict[type, type], context: MaskContext) ->
             swapped.append((layer, type(layer)))
             layer.__class__ = form
             layer.mask_context = context
+            layer.input_stride = (input_strides or {}).get(layer)
     return swapped
 
 
 def restore(swapped: list[tuple[nn.Module, type]]) -> None:
     for layer, original in swapped:
         layer.__class__ = original
-        del layer.mask_context
+        del layer.mask_context, layer.input_stride

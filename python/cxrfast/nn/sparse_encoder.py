@@ -6,8 +6,10 @@
 
 `visible` is (B, H/p, W/p) bool at patch granularity, True where a patch is kept. The stages are
 the backbone's submodules whose outputs are returned: by default timm's `feature_info` entries
-from stride 4 on (SparK's four scales), and the patch size defaults to the deepest stride. The
-backbone is converted in place (its layers' classes swapped, weights untouched) until `restore()`.
+from stride 4 on (SparK's four scales). The patch size defaults to the deepest stage's stride
+(SparK's choice) and may be smaller (8, 16): stages coarser than the patch grid are then active
+where any patch of a cell is visible. The backbone is converted in place (its layers' classes
+swapped, weights untouched) until `restore()`.
 """
 
 from __future__ import annotations
@@ -39,17 +41,16 @@ class _MaskedEncoder(nn.Module):
             raise ConfigError(f"backbone has no module named {missing}; stages must name its submodules")
         self.backbone = backbone
         self.stages = list(stages)
-        if patch_size is None:
-            if not all(name in strides for name in self.stages):
-                raise ConfigError("patch_size is needed: the backbone has no timm feature_info giving its strides")
-            patch_size = max(strides[name] for name in self.stages)
-        self.patch_size = patch_size
-        self.kept = kept  # visible patches per sample, when fixed: the layout then needs no host sync
         self.forward_method = forward_method if hasattr(backbone, forward_method) else "forward"
-        self.context = MaskContext()
+        input_strides, self.stage_strides = _probe_strides(backbone, self.forward_method, self.stages)
+        self.patch_size = max(self.stage_strides.values()) if patch_size is None else patch_size
+        # Images are cut into whole patches, and the deepest stage into whole cells of patches.
+        self.size_multiple = max(self.patch_size, *self.stage_strides.values())
+        self.kept = kept  # visible patches per sample, when fixed: the layout then needs no host sync
+        self.context = MaskContext(patch_size=self.patch_size)
         self._captured: dict[str, Tensor] = {}
         self._capture_hooks = [names[name].register_forward_hook(self._capture(name)) for name in self.stages]
-        self._swapped = convert(backbone, self.forms, self.context)
+        self._swapped = convert(backbone, self.forms, self.context, input_strides)
 
     def _capture(self, name: str):
         def hook(module, inputs, output):
@@ -66,8 +67,11 @@ class _MaskedEncoder(nn.Module):
 
     def forward(self, images: Tensor, visible: Tensor) -> list[Tensor]:
         b, _, height, width = images.shape
+        if height % self.size_multiple or width % self.size_multiple:
+            raise ValueError(f"images {tuple(images.shape)}: height and width must be multiples of "
+                             f"{self.size_multiple} (the patch size and the network's total stride)")
         grid = (b, height // self.patch_size, width // self.patch_size)
-        if height % self.patch_size or width % self.patch_size or tuple(visible.shape) != grid:
+        if tuple(visible.shape) != grid:
             raise ValueError(f"images {tuple(images.shape)} and mask {tuple(visible.shape)} do not match patch "
                              f"size {self.patch_size}: the mask must be (B, H/{self.patch_size}, W/{self.patch_size})")
         layout = TileLayout.from_mask(visible, self.kept)
@@ -75,10 +79,48 @@ class _MaskedEncoder(nn.Module):
         self._captured.clear()
         try:
             getattr(self.backbone, self.forward_method)(self._input(images, layout))
-            return [self._output(self._captured[name], layout) for name in self.stages]
+            return [self._output(self._captured[name], name) for name in self.stages]
         finally:
             self.context.layout = None
             self._captured.clear()
+
+
+PROBE_SIZE = 256  # a blank image this size runs through the backbone once, to learn its strides
+
+
+def _probe_strides(backbone: nn.Module, forward_method: str, stages: list[str]) -> tuple[dict, dict[str, int]]:
+    """The stride (relative to the image) of every convolution's and pooling's input, and of every
+    stage's output: one dense forward of a blank image, eval mode, no gradient, modes restored."""
+    named = dict(backbone.named_modules())
+    first = next((m for m in named.values() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ConfigError("the backbone has no Conv2d: SparseEncoder wraps convolutional networks")
+    inputs: dict[nn.Module, int] = {}
+    outputs: dict[str, int] = {}
+
+    # The hooks return None: anything else would replace the layer's input or output.
+    def record_input(layer, args):
+        inputs.setdefault(layer, PROBE_SIZE // args[0].shape[-2])
+
+    def record_output(name):
+        def hook(layer, args, output):
+            outputs.setdefault(name, PROBE_SIZE // output.shape[-2])
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record_input) for m in named.values()
+             if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    hooks += [named[name].register_forward_hook(record_output(name)) for name in stages]
+    modes = {m: m.training for m in named.values()}
+    try:
+        backbone.eval()
+        with torch.no_grad():
+            getattr(backbone, forward_method)(first.weight.new_zeros(1, first.in_channels, PROBE_SIZE, PROBE_SIZE))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes.items():
+            module.training = training
+    return inputs, outputs
 
 
 class SparseEncoder(_MaskedEncoder):
@@ -89,8 +131,8 @@ class SparseEncoder(_MaskedEncoder):
     def _input(self, images: Tensor, layout: TileLayout) -> Tensor:
         return gather_tiles(images, layout, self.patch_size).contiguous(memory_format=torch.channels_last)
 
-    def _output(self, tiles: Tensor, layout: TileLayout) -> Tensor:
-        return scatter_tiles(tiles, layout)
+    def _output(self, tiles: Tensor, stage: str) -> Tensor:
+        return scatter_tiles(tiles, self.context.require(self.stage_strides[stage]))
 
 
 class DenseMaskedEncoder(_MaskedEncoder):
@@ -112,5 +154,5 @@ class DenseMaskedEncoder(_MaskedEncoder):
     def _input(self, images: Tensor, layout: TileLayout) -> Tensor:
         return images * layout.mask(self.patch_size).to(images.dtype)
 
-    def _output(self, features: Tensor, layout: TileLayout) -> Tensor:
+    def _output(self, features: Tensor, stage: str) -> Tensor:
         return features

@@ -37,10 +37,17 @@ def window(tile: int, kernel: int, stride: int, dilation: int) -> int:
 
 
 def sparse_conv2d(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None = None, stride=1,
-                  padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride)."""
+                  padding=0, dilation=1, groups: int = 1, out_layout: TileLayout | None = None) -> Tensor:
+    """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride). A stride wider than the tile (patches
+    smaller than the network's stride) leaves the patch grid: `out_layout` is then the layout of
+    the output's cells (`layout.coarsen(stride // t)`) and the output (N_out, C_out, 1, 1)."""
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     tile, kernel = tiles.shape[-1], weight.shape[-1]
+    if out_layout is not None and out_layout is not layout:
+        if groups != 1:
+            raise ValueError("a grouped convolution with a stride wider than the tile is not supported: "
+                             "use a patch size of at least the network's total stride")
+        return sparse_conv2d_gemm(tiles, layout, weight, bias, stride, padding, dilation, out_layout)
     length = window(tile, kernel, stride, dilation)
     if padding == 0 and length <= tile:  # the window lies inside the tile: no neighbours needed
         source = tiles
@@ -84,7 +91,6 @@ class _ZeroFilledConv(torch.autograd.Function):
 def sparse_conv2d_reference(dense: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None = None, stride=1,
                             padding=0, dilation=1, groups: int = 1) -> Tensor:
     """SparK's dense form: conv of the zero-filled input, zeroed at masked outputs (dense)."""
-    tile_in = dense.shape[-1] // layout.grid[2]
-    out = F.conv2d(dense * layout.mask(tile_in), weight, bias, stride=stride, padding=padding, dilation=dilation,
-                   groups=groups)
-    return out * layout.mask(out.shape[-1] // layout.grid[2])
+    out = F.conv2d(dense * layout.mask_at(dense.shape[-2]), weight, bias, stride=stride, padding=padding,
+                   dilation=dilation, groups=groups)
+    return out * layout.mask_at(out.shape[-2])

@@ -18,27 +18,36 @@ from cxrfast.ops.sparse_tiles import TileLayout
 BACKENDS = ("reference", "cpu", "triton", "cuda")
 
 
-def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding: int, dilation: int) -> Tensor:
-    """(N * t_out², k²) row of each output position's inputs in the (N * t², C) position rows;
-    N * t² (one past the last row) where the input is masked or outside the image."""
-    key = ("neighbours", tile, kernel, stride, padding, dilation)
+def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding: int, dilation: int,
+               out_layout: TileLayout | None = None) -> Tensor:
+    """(M_out, k²) row of each output position's inputs in the (N * t², C) position rows; N * t²
+    (one past the last row) where the input is masked or outside the image. Outputs are the
+    positions of `out_layout`'s cells (one each) when the stride leaves the patch grid, else of
+    the input tiles (t / stride each)."""
+    out_layout = layout if out_layout is None else out_layout
+    key = ("neighbours", tile, kernel, stride, padding, dilation, out_layout.grid)
     if key in layout.cache:
         return layout.cache[key]
     device = layout.batch.device
     b, grid_rows, grid_cols = layout.grid
-    n, out_tile = layout.count, tile // stride
+    n = layout.count
+    out_tile = tile // stride if out_layout is layout else 1
+    if out_layout.grid[1] * out_tile * stride != grid_rows * tile:
+        raise ValueError(f"stride {stride} does not take {tile}-wide tiles on a {grid_rows}-row grid to "
+                         f"{out_tile}-wide tiles on a {out_layout.grid[1]}-row grid")
     positions = torch.full((b, grid_rows * tile + 2 * padding, grid_cols * tile + 2 * padding), n * tile * tile,
                            dtype=torch.int64, device=device)
     steps = torch.arange(tile, device=device)
     rows = (layout.row[:, None] * tile + steps)[:, :, None] + padding
     cols = (layout.col[:, None] * tile + steps)[:, None, :] + padding
     positions[layout.batch[:, None, None], rows, cols] = torch.arange(n * tile * tile, device=device).view(n, tile, tile)
-    out_steps = torch.arange(out_tile, device=device) * stride
+    out_steps = torch.arange(out_tile, device=device)
     taps = torch.arange(kernel, device=device) * dilation
-    ys = (layout.row[:, None] * tile + out_steps)[:, :, None] + taps  # (N, t_out, k), padded coordinates
-    xs = (layout.col[:, None] * tile + out_steps)[:, :, None] + taps
-    table = positions[layout.batch[:, None, None, None, None], ys[:, :, None, :, None], xs[:, None, :, None, :]]
-    layout.cache[key] = table = table.reshape(n * out_tile * out_tile, kernel * kernel)
+    # Output position y reads padded input rows y * stride + tap.
+    ys = ((out_layout.row[:, None] * out_tile + out_steps) * stride)[:, :, None] + taps  # (N_out, t_out, k)
+    xs = ((out_layout.col[:, None] * out_tile + out_steps) * stride)[:, :, None] + taps
+    table = positions[out_layout.batch[:, None, None, None, None], ys[:, :, None, :, None], xs[:, None, :, None, :]]
+    layout.cache[key] = table = table.reshape(-1, kernel * kernel)
     return table
 
 
@@ -114,11 +123,13 @@ class _GatherGemmCuda(torch.autograd.Function):
 
 
 def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None, stride: int,
-                       padding: int, dilation: int) -> Tensor:
-    """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride), ungrouped convolutions."""
+                       padding: int, dilation: int, out_layout: TileLayout | None = None) -> Tensor:
+    """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride), ungrouped convolutions; with
+    `out_layout`, (N_out, C_out, 1, 1) at its cells."""
     n, channels, tile, _ = tiles.shape
-    out_tile = tile // stride
-    table = neighbours(layout, tile, weight.shape[-1], stride, padding, dilation)
+    out_tile = tile // stride if out_layout is None else 1
+    out_count = n if out_layout is None else out_layout.count
+    table = neighbours(layout, tile, weight.shape[-1], stride, padding, dilation, out_layout)
     rows = tiles.permute(0, 2, 3, 1).reshape(n * tile * tile, channels)
     backend = select_backend(tiles.device, BACKENDS)
     if backend == "triton":
@@ -128,4 +139,4 @@ def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: 
     else:  # the torch gather + GEMM serves the CPU and as the reference
         GatherGemm = _GatherGemm
     out = GatherGemm.apply(rows, weight, bias, table)
-    return out.view(n, out_tile, out_tile, -1).permute(0, 3, 1, 2)
+    return out.view(out_count, out_tile, out_tile, -1).permute(0, 3, 1, 2)

@@ -6,6 +6,11 @@ stage's features are one (N, C, tile, tile) tensor. The patch grid is the same a
 so a layout is built once per batch and serves all stages. Masked positions are implicitly
 zero, which is exactly SparK's "dense layer on the zero-filled input, then zero the masked
 outputs" for pointwise layers; layers with a spatial extent gather each tile with a halo.
+
+Patches may be smaller than the network's total stride (8 or 16 px against ResNet's 32). A stage
+coarser than the patch grid has one position per cell of `factor` × `factor` patches, active
+where any of its patches is visible (the features that saw some visible input); its layout is
+the patch layout coarsened, built once per batch as well.
 """
 
 from __future__ import annotations
@@ -51,12 +56,37 @@ class TileLayout:
     def count(self) -> int:
         return self.batch.numel()
 
+    def visible(self) -> Tensor:
+        """(B, rows, cols) bool: the mask this layout was built from."""
+        visible = torch.zeros(self.grid, dtype=torch.bool, device=self.batch.device)
+        visible[self.batch, self.row, self.col] = True
+        return visible
+
+    def coarsen(self, factor: int) -> TileLayout:
+        """The layout of cells `factor` patches wide, a cell visible where any of its patches is."""
+        if factor == 1:
+            return self
+        key = ("coarsen", factor)
+        if key not in self.cache:
+            b, rows, cols = self.grid
+            if rows % factor or cols % factor:
+                raise ValueError(f"a {rows}×{cols} patch grid does not divide into cells of {factor}×{factor} patches: "
+                                 "the image size must be a multiple of the network's total stride")
+            cells = self.visible().view(b, rows // factor, factor, cols // factor, factor).any(4).any(2)
+            self.cache[key] = TileLayout.from_mask(cells)
+        return self.cache[key]
+
     def mask(self, tile: int) -> Tensor:
         """(B, 1, rows * tile, cols * tile) float mask of visible positions at a stage."""
-        b, rows, cols = self.grid
-        m = torch.zeros(b, rows, cols, device=self.batch.device)
-        m[self.batch, self.row, self.col] = 1.0
-        return m.repeat_interleave(tile, 1).repeat_interleave(tile, 2).unsqueeze(1)
+        return self.visible().float().repeat_interleave(tile, 1).repeat_interleave(tile, 2).unsqueeze(1)
+
+    def mask_at(self, height: int) -> Tensor:
+        """(B, 1, height, width) float mask of the active positions of a feature map `height` high,
+        finer than the patch grid or coarser (then active where any patch of a cell is visible)."""
+        rows = self.grid[1]
+        if height >= rows:
+            return self.mask(height // rows)
+        return self.coarsen(rows // height).mask(1)
 
 
 def _blocks(dense: Tensor, tile: int) -> Tensor:
