@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from cxrfast.errors import ConfigError
 from cxrfast.nn.masked_layers import DENSE_MASKED, SPARSE, MaskContext, convert, mask_outputs, restore
@@ -85,12 +86,13 @@ class _MaskedEncoder(nn.Module):
             self._captured.clear()
 
 
-PROBE_SIZE = 256  # a blank image this size runs through the backbone once, to learn its strides
+PROBE_SIZE = 256  # a shape-only image this size runs through the backbone once, to learn its strides
 
 
 def _probe_strides(backbone: nn.Module, forward_method: str, stages: list[str]) -> tuple[dict, dict[str, int]]:
     """The stride (relative to the image) of every convolution's and pooling's input, and of every
-    stage's output: one dense forward of a blank image, eval mode, no gradient, modes restored."""
+    stage's output: one forward of fake tensors (shapes only, nothing computed), eval mode, modes
+    restored afterwards."""
     named = dict(backbone.named_modules())
     first = next((m for m in named.values() if isinstance(m, nn.Conv2d)), None)
     if first is None:
@@ -113,8 +115,9 @@ def _probe_strides(backbone: nn.Module, forward_method: str, stages: list[str]) 
     modes = {m: m.training for m in named.values()}
     try:
         backbone.eval()
-        with torch.no_grad():
-            getattr(backbone, forward_method)(first.weight.new_zeros(1, first.in_channels, PROBE_SIZE, PROBE_SIZE))
+        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):
+            getattr(backbone, forward_method)(torch.empty(1, first.in_channels, PROBE_SIZE, PROBE_SIZE,
+                                                          dtype=first.weight.dtype))
     finally:
         for hook in hooks:
             hook.remove()
