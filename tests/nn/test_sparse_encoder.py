@@ -95,6 +95,37 @@ def test_small_patches_equal_dense_masked(name, patch_size, ratio, batch, in_cha
     check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=2, patch_size=patch_size)
 
 
+@pytest.mark.parametrize("name", ["resnet-like", "convnext-like"])
+def test_autocast_bfloat16_as_accurate_as_dense_masked(name):
+    """Mixed precision (float32 weights, bf16 compute): against the float64 truth, the sparse
+    encoder's features and float32 gradients are as accurate as SparK's dense-masked encoder's
+    under the same autocast."""
+    make, options = BACKBONES[name]
+    torch.manual_seed(0)
+    backbone = make(1)
+    twin, truth = copy.deepcopy(backbone), copy.deepcopy(backbone).double()
+    encoders = [SparseEncoder(backbone, **options), DenseMaskedEncoder(twin, **options),
+                DenseMaskedEncoder(truth, **options)]
+    visible = random_visible(2, 2, 3, 0.6)
+    images = torch.randn(2, 1, 64, 96)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, baseline = encoders[0](images, visible), encoders[1](images, visible)
+    exact = encoders[2](images.double(), visible)
+    weights = [torch.randn(f.shape, dtype=torch.float64) for f in exact]
+    for features in (ours, baseline, exact):
+        sum((f.double() * w).sum() for f, w in zip(features, weights)).backward()
+
+    def error(a, b):
+        return (a.double() - b).norm().item()
+
+    for a, b, c in zip(ours, baseline, exact):
+        assert a.dtype == b.dtype  # bf16 after a convolution, float32 after ConvNeXt's float32 residual
+        assert error(a, c) <= 1.5 * error(b, c) + 1e-3 * c.norm().item()
+    for (param, p), q, r in zip(backbone.named_parameters(), twin.parameters(), truth.parameters()):
+        assert p.grad.dtype == torch.float32
+        assert error(p.grad, r.grad) <= 1.5 * error(q.grad, r.grad) + 1e-3 * r.grad.norm().item(), param
+
+
 def test_timm_defaults_are_sparks_scales():
     encoder = SparseEncoder(import_timm().create_model("resnet50", in_chans=1))
     assert encoder.stages == ["layer1", "layer2", "layer3", "layer4"] and encoder.patch_size == 32

@@ -36,12 +36,25 @@ def window(tile: int, kernel: int, stride: int, dilation: int) -> int:
     return tile - stride + (kernel - 1) * dilation + 1
 
 
+def _autocast(tiles: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Autocast's policy for convolutions, applied here because the custom autograd functions
+    below would otherwise see mixed dtypes (autocast does not reach their backward): inputs,
+    weight and bias in the autocast dtype. The casts are differentiable, so float32 parameters
+    receive float32 gradients."""
+    device = tiles.device.type
+    if not torch.is_autocast_enabled(device):
+        return tiles, weight, bias
+    dtype = torch.get_autocast_dtype(device)
+    return tiles.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+
+
 def sparse_conv2d(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None = None, stride=1,
                   padding=0, dilation=1, groups: int = 1, out_layout: TileLayout | None = None) -> Tensor:
     """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride). A stride wider than the tile (patches
     smaller than the network's stride) leaves the patch grid: `out_layout` is then the layout of
     the output's cells (`layout.coarsen(stride // t)`) and the output (N_out, C_out, 1, 1)."""
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    tiles, weight, bias = _autocast(tiles, weight, bias)
     tile, kernel = tiles.shape[-1], weight.shape[-1]
     if out_layout is not None and out_layout is not layout:
         if groups != 1:
