@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from cxrfast.ops.sparse_gemm import tap_major
+from cxrfast.ops.sparse_gemm import from_tap_major, kernel_weight
 
 BLOCK_M, BLOCK_N, BLOCK_C = 32, 32, 32
 
@@ -84,7 +84,7 @@ class GatherGemm(torch.autograd.Function):
         padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
         out = torch.empty(m_out, n, dtype=torch.float32, device=rows.device)
         grid = (triton.cdiv(m_out, BLOCK_M), triton.cdiv(n, BLOCK_N))
-        _forward[grid](padded, table, tap_major(weight).to(rows.dtype), out, m_out, channels, n, k,
+        _forward[grid](padded, table, kernel_weight(weight).to(rows.dtype), out, m_out, channels, n, k,
                        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
         ctx.save_for_backward(rows, weight, table)
         ctx.has_bias = bias is not None
@@ -103,9 +103,8 @@ class GatherGemm(torch.autograd.Function):
             padded, table, grad, grad_w, m_out, channels, n, k, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
         grad_rows = torch.zeros(rows.shape[0] + 1, channels, dtype=torch.float32, device=rows.device)
         _grad_rows[(triton.cdiv(m_out, BLOCK_M), triton.cdiv(channels, BLOCK_C), k)](
-            grad, table, tap_major(weight).to(grad.dtype), grad_rows, m_out, channels, n, k,
+            grad, table, kernel_weight(weight).to(grad.dtype), grad_rows, m_out, channels, n, k,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
-        kh = weight.shape[-1]
-        grad_weight = grad_w.view(kh, kh, channels, n).permute(3, 2, 0, 1).to(weight.dtype)
+        grad_weight = from_tap_major(grad_w.t(), weight).to(weight.dtype)
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return grad_rows[:-1].to(rows.dtype), grad_weight, grad_bias, None

@@ -24,6 +24,6 @@ def test_triton_path_equals_reference(conv, tile, monkeypatch):
     from cxrfast.triton import sparse_gather_gemm as kernels
 
     calls = []
-    monkeypatch.setattr(kernels, "tap_major", lambda w, f=kernels.tap_major: calls.append(1) or f(w))
+    monkeypatch.setattr(kernels, "kernel_weight", lambda w, f=kernels.kernel_weight: calls.append(1) or f(w))
     check_gemm_path(conv, tile, batch=2, channels=5, grid=(2, 4), ratio=0.5, device=DEVICE)
     assert len(calls) == 2  # the Triton kernels ran, forward and backward

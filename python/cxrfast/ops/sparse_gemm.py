@@ -52,9 +52,27 @@ def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding:
 
 
 def _gather(rows: Tensor, table: Tensor) -> Tensor:
-    """(M_in, C), (M_out, K) -> (M_out, C * K) in the weight's (C, kh, kw) order."""
+    """(M_in, C), (M_out, K) -> (M_out, K * C), tap-major (as `tap_major` orders the weight): each
+    output's k² input rows side by side, so the gather needs no transpose."""
     padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
-    return padded[table].transpose(1, 2).reshape(table.shape[0], -1)
+    return padded[table].view(table.shape[0], -1)
+
+
+def tap_major(weight: Tensor) -> Tensor:
+    """(C_out, C_in, k, k) -> (C_out, k * k * C_in): column k * C_in + c holds tap k of channel c.
+    Each row's small transpose stays in cache (a (k², C_out) transpose of the whole weight would not)."""
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def kernel_weight(weight: Tensor) -> Tensor:
+    """(k * k * C_in, C_out), contiguous: the layout the Triton and CUDA kernels read."""
+    return tap_major(weight).t().contiguous()
+
+
+def from_tap_major(grad: Tensor, weight: Tensor) -> Tensor:
+    """The inverse of tap_major, for the weight's gradient."""
+    out_channels, in_channels, kernel, _ = weight.shape
+    return grad.reshape(out_channels, kernel, kernel, in_channels).permute(0, 3, 1, 2)
 
 
 class _GatherGemm(torch.autograd.Function):
@@ -62,26 +80,19 @@ class _GatherGemm(torch.autograd.Function):
     def forward(ctx, rows: Tensor, weight: Tensor, bias: Tensor | None, table: Tensor) -> Tensor:
         ctx.save_for_backward(rows, weight, table)
         ctx.has_bias = bias is not None
-        flat = weight.reshape(weight.shape[0], -1)
-        out = torch.mm(_gather(rows, table), flat.t())
+        out = torch.mm(_gather(rows, table), tap_major(weight).t())
         return out + bias if bias is not None else out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         rows, weight, table = ctx.saved_tensors
-        m_out, k = table.shape
         channels = rows.shape[1]
-        grad_weight = torch.mm(grad.t(), _gather(rows, table)).view_as(weight)
-        grad_columns = torch.mm(grad, weight.reshape(weight.shape[0], -1)).view(m_out, channels, k)
+        grad_weight = from_tap_major(torch.mm(grad.t(), _gather(rows, table)), weight)
+        grad_columns = torch.mm(grad, tap_major(weight)).view(-1, channels)
         grad_rows = rows.new_zeros(rows.shape[0] + 1, channels)
-        grad_rows.index_add_(0, table.reshape(-1), grad_columns.transpose(1, 2).reshape(-1, channels))
+        grad_rows.index_add_(0, table.reshape(-1), grad_columns)
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return grad_rows[:-1], grad_weight, grad_bias, None
-
-
-def tap_major(weight: Tensor) -> Tensor:
-    """(C_out, C_in, k, k) -> (k * k * C_in, C_out): row k * C_in + c holds tap k of channel c."""
-    return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
 
 
 class _GatherGemmCuda(torch.autograd.Function):
@@ -97,7 +108,7 @@ class _GatherGemmCuda(torch.autograd.Function):
         table = table.contiguous()
         out = rows.new_empty(m_out, n)
         bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
-        _cuda.gather_gemm_forward(padded.data_ptr(), table.data_ptr(), tap_major(weight).data_ptr(), bias_ptr,
+        _cuda.gather_gemm_forward(padded.data_ptr(), table.data_ptr(), kernel_weight(weight).data_ptr(), bias_ptr,
                                   out.data_ptr(), m_out, channels, n, taps, torch.cuda.current_stream().cuda_stream)
         ctx.save_for_backward(rows, weight, table)
         ctx.has_bias = bias is not None
@@ -114,12 +125,10 @@ class _GatherGemmCuda(torch.autograd.Function):
         grad = grad.contiguous()
         grad_rows = rows.new_zeros(rows.shape[0] + 1, channels)
         grad_w = rows.new_empty(taps * channels, n)
-        _cuda.gather_gemm_backward(padded.data_ptr(), table.data_ptr(), tap_major(weight).data_ptr(),
+        _cuda.gather_gemm_backward(padded.data_ptr(), table.data_ptr(), kernel_weight(weight).data_ptr(),
                                    grad.data_ptr(), grad_rows.data_ptr(), grad_w.data_ptr(), m_out, channels, n, taps,
                                    torch.cuda.current_stream().cuda_stream)
-        kernel = weight.shape[-1]
-        grad_weight = grad_w.view(kernel, kernel, channels, n).permute(3, 2, 0, 1)
-        return grad_rows[:-1], grad_weight, grad.sum(0) if ctx.has_bias else None, None
+        return grad_rows[:-1], from_tap_major(grad_w.t(), weight), grad.sum(0) if ctx.has_bias else None, None
 
 
 def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None, stride: int,

@@ -114,38 +114,54 @@ def scatter_tiles(tiles: Tensor, layout: TileLayout, fill: Tensor | float = 0.0)
     return dense
 
 
+def _map_indices(layout: TileLayout, tile: int, length: int, before: int) -> tuple[tuple[int, int], Tensor, Tensor]:
+    """For halo windows: the (height, width) of the padded map, the image drawn `before` positions
+    in, and flat row indices into its (B * height * width) positions of every tile position and
+    every window position, tile by tile, row-major inside. Built once per layout."""
+    key = ("windows", tile, length, before)
+    if key not in layout.cache:
+        b, grid_rows, grid_cols = layout.grid
+        # Windows start every `tile` positions; the map must also hold the whole image at `before`.
+        height = max((grid_rows - 1) * tile + length, before + grid_rows * tile)
+        width = max((grid_cols - 1) * tile + length, before + grid_cols * tile)
+
+        def flat(offset: int, size: int) -> Tensor:
+            steps = torch.arange(size, device=layout.batch.device)
+            ys = (layout.row[:, None] * tile + offset + steps)[:, :, None]
+            xs = (layout.col[:, None] * tile + offset + steps)[:, None, :]
+            return ((layout.batch[:, None, None] * height + ys) * width + xs).reshape(-1)
+
+        layout.cache[key] = (height, width), flat(before, tile), flat(0, length)
+    return layout.cache[key]
+
+
 class _Windows(torch.autograd.Function):
     """Each visible tile's input window with its halo: `length` positions from `before` above and
     left of the tile's corner, read from the zero-filled map with `pad_value` beyond the image.
-    Backward sums the overlapping windows' gradients with fold, the adjoint of unfold."""
+    The map is channels-last, so tiles and windows move as rows of C contiguous values; backward
+    adds the overlapping windows' gradients back into the map with index_add_."""
 
     @staticmethod
     def forward(ctx, tiles: Tensor, layout: TileLayout, length: int, before: int, pad_value: float) -> Tensor:
-        _, channels, tile, _ = tiles.shape
+        n, channels, tile, _ = tiles.shape
+        (height, width), tile_rows, window_rows = _map_indices(layout, tile, length, before)
         b, grid_rows, grid_cols = layout.grid
-        height, width = grid_rows * tile, grid_cols * tile
-        # Windows start every `tile` positions; the map must also hold the whole image at `before`.
-        span_h, span_w = (grid_rows - 1) * tile + length, (grid_cols - 1) * tile + length
-        padded = tiles.new_full((b, channels, max(span_h, before + height), max(span_w, before + width)), pad_value)
-        inside = padded[:, :, before:before + height, before:before + width]
-        inside.zero_()
-        _blocks(inside, tile)[layout.batch, :, layout.row, :, layout.col, :] = tiles
-        windows = padded.unfold(2, length, tile).unfold(3, length, tile)
-        ctx.layout, ctx.sizes = layout, (padded.shape, span_h, span_w, before, tile)
-        return windows[layout.batch, :, layout.row, layout.col]
+        padded = tiles.new_full((b, height, width, channels), pad_value)
+        if pad_value != 0:
+            padded[:, before:before + grid_rows * tile, before:before + grid_cols * tile] = 0
+        flat = padded.view(-1, channels)
+        flat[tile_rows] = tiles.permute(0, 2, 3, 1).reshape(-1, channels)
+        ctx.layout, ctx.sizes = layout, (tile, before, b * height * width)
+        return flat[window_rows].view(n, length, length, channels).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        layout = ctx.layout
-        (b, channels, padded_h, padded_w), span_h, span_w, before, tile = ctx.sizes
-        _, grid_rows, grid_cols = layout.grid
-        length = grad.shape[-1]
-        columns = grad.new_zeros(b, channels * length * length, grid_rows * grid_cols)
-        columns[layout.batch, :, layout.row * grid_cols + layout.col] = grad.reshape(grad.shape[0], -1)
-        padded = F.fold(columns, (span_h, span_w), kernel_size=length, stride=tile)
-        padded = F.pad(padded, (0, padded_w - span_w, 0, padded_h - span_h))
-        inside = padded[:, :, before:before + grid_rows * tile, before:before + grid_cols * tile]
-        return gather_tiles(inside.contiguous(), layout, tile), None, None, None, None
+        tile, before, positions = ctx.sizes
+        n, channels, length, _ = grad.shape
+        _, tile_rows, window_rows = _map_indices(ctx.layout, tile, length, before)
+        flat = grad.new_zeros(positions, channels)
+        flat.index_add_(0, window_rows, grad.permute(0, 2, 3, 1).reshape(-1, channels))
+        return flat[tile_rows].view(n, tile, tile, channels).permute(0, 3, 1, 2), None, None, None, None
 
 
 def tile_windows(tiles: Tensor, layout: TileLayout, length: int, before: int, pad_value: float = 0.0) -> Tensor:
