@@ -1,0 +1,7 @@
+"""Contrastive losses whose memory grows with N·D, never N² (`cxrfast.ops.similarity_lse`)."""
+
+from cxrfast.losses.clip import ClipLoss, clip_loss
+from cxrfast.losses.moco import MoCoLoss
+from cxrfast.losses.ntxent import NTXentLoss, nt_xent
+
+__all__ = ["ClipLoss", "MoCoLoss", "NTXentLoss", "clip_loss", "nt_xent"]

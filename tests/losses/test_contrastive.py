@@ -1,0 +1,166 @@
+"""The fused contrastive losses against the naive ones that materialise the logit matrix (written
+here as lightly, open_clip and MoCo's reference code compute them), and against hand-computed
+values: loss and every gradient, awkward sizes, non-contiguous inputs, reductions, fp32 and bf16."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cxrfast.ops.similarity_lse as lse_module
+from cxrfast.losses import ClipLoss, MoCoLoss, NTXentLoss
+from cxrfast.ops.similarity_lse import similarity_lse, similarity_lse_reference
+
+
+def naive_nt_xent(out0, out1, temperature, reduction="mean"):
+    z = F.normalize(torch.cat([out0, out1]).float(), dim=1)
+    n = out0.shape[0]
+    logits = (z @ z.t() / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    labels = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return F.cross_entropy(logits, labels, reduction=reduction)
+
+
+def naive_clip(image, text, scale, labels, reduction="mean"):
+    logits = scale * image.float() @ text.float().t()
+    return (F.cross_entropy(logits, labels, reduction=reduction)
+            + F.cross_entropy(logits.t(), labels, reduction=reduction)) / 2
+
+
+def naive_moco(query, key, queue, temperature, reduction="mean"):
+    q, k = F.normalize(query.float(), dim=1), F.normalize(key.float(), dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long), reduction=reduction)
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    """Blocks of 16 rows: every size above exercises the online merge across blocks."""
+    monkeypatch.setattr(lse_module, "BLOCK_ELEMENTS", 16)
+
+
+def _inputs(n, d, dtype, seed, transposed):
+    g = torch.Generator().manual_seed(seed)
+    if transposed:  # non-contiguous: a transposed view of a (D, N) tensor
+        return torch.randn(d, n, generator=g).to(dtype).t().requires_grad_()
+    return torch.randn(n, d, generator=g).to(dtype).requires_grad_()
+
+
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
+SIZES = [(1, 7), (7, 1), (129, 7), (1000, 129)]
+
+
+def _assert_grads(ours, naive, inputs, dtype):
+    upstream = torch.randn(ours.shape)
+    got = torch.autograd.grad(ours, inputs, upstream)
+    expected = torch.autograd.grad(naive, inputs, upstream)
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("n,d", SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nt_xent_equals_naive(n, d, dtype, reduction):
+    out0, out1 = _inputs(n, d, dtype, 0, transposed=True), _inputs(n, d, dtype, 1, transposed=False)
+    ours = NTXentLoss(temperature=0.2, reduction=reduction)(out0, out1)
+    naive = naive_nt_xent(out0, out1, 0.2, reduction)
+    torch.testing.assert_close(ours, naive, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+    _assert_grads(ours, naive, (out0, out1), dtype)
+
+
+@pytest.mark.parametrize("n,d", SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_clip_equals_naive(n, d, dtype, reduction, shuffled):
+    image = F.normalize(torch.randn(n, d), dim=1).to(dtype).requires_grad_()
+    text = F.normalize(torch.randn(d, n), dim=0).t().to(dtype).requires_grad_()
+    labels = torch.randperm(n, generator=torch.Generator().manual_seed(2)) if shuffled else torch.arange(n)
+    loss = ClipLoss(init_logit_scale=10.0, reduction=reduction)
+    ours = loss(image, text, labels)
+    naive = naive_clip(image, text, loss.log_scale.exp(), labels, reduction)
+    torch.testing.assert_close(ours, naive, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+    _assert_grads(ours, naive, (image, text, loss.log_scale), dtype)
+
+
+def test_clip_logit_scale_is_clamped_and_may_be_passed():
+    loss = ClipLoss(init_logit_scale=1000.0)
+    assert loss.logit_scale.item() == pytest.approx(100.0)
+    image, text = F.normalize(torch.randn(5, 3), dim=1), F.normalize(torch.randn(5, 3), dim=1)
+    passed = torch.tensor(7.0, requires_grad=True)
+    ours = loss(image, text, logit_scale=passed)
+    naive = naive_clip(image, text, passed, torch.arange(5))
+    torch.testing.assert_close(ours, naive)
+    torch.testing.assert_close(torch.autograd.grad(ours, passed), torch.autograd.grad(naive, passed))
+
+
+@pytest.mark.parametrize("n,d", SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_moco_equals_naive_and_reads_the_queue_before_updating_it(n, d, dtype):
+    loss = MoCoLoss(dim=d, temperature=0.2, queue_size=50)
+    queue_before = loss.queue.clone()
+    query, key = _inputs(n, d, dtype, 3, transposed=True), _inputs(n, d, dtype, 4, transposed=False)
+    ours = loss(query, key)
+    naive = naive_moco(query, key.detach(), queue_before, 0.2)
+    torch.testing.assert_close(ours, naive, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+    _assert_grads(ours, naive, (query,), dtype)
+    # This batch's keys were enqueued after the loss read the queue (the newest last, wrapping).
+    written = min(n, 50)
+    rows = (torch.arange(n)[-written:]) % 50
+    torch.testing.assert_close(loss.queue[rows], F.normalize(key.detach().float(), dim=1)[-written:].to(loss.queue.dtype))
+    assert int(loss.queue_ptr) == n % 50
+
+
+def test_moco_queue_is_saved_with_the_state_dict_and_v3_scaling():
+    first = MoCoLoss(dim=4, queue_size=8)
+    first(torch.randn(5, 4), torch.randn(5, 4))
+    second = MoCoLoss(dim=4, queue_size=8, seed=1)
+    second.load_state_dict(first.state_dict())
+    query, key = torch.randn(3, 4), torch.randn(3, 4)
+    torch.testing.assert_close(first(query, key), second(query, key))
+    v3 = MoCoLoss(dim=4, queue_size=8, temperature=0.3, scale_by_2t=True).eval()
+    v2 = MoCoLoss(dim=4, queue_size=8, temperature=0.3).eval()
+    torch.testing.assert_close(v3(query, key), 0.6 * v2(query, key))
+
+
+def test_hand_computed_values():
+    # One image, two views: each row's only other row is its positive, so the loss is 0.
+    assert NTXentLoss()(torch.randn(1, 3), torch.randn(1, 3)).item() == pytest.approx(0.0, abs=1e-6)
+    # Two orthogonal images, identical views, T = 0.5: every row sees logits (0, 2, 0) with the
+    # positive at 2, so the loss is log(2 + e²) − 2.
+    views = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert NTXentLoss(0.5)(views, views).item() == pytest.approx(math.log(2 + math.e ** 2) - 2, abs=1e-6)
+    # CLIP on the same pairs, scale 2: both directions see logits (2, 0) → log(1 + e⁻²).
+    clip = ClipLoss(init_logit_scale=2.0)(views, views)
+    assert clip.item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
+
+
+@pytest.mark.parametrize("exclude_diagonal,columns", [(False, False), (True, False), (False, True), (True, True)])
+def test_similarity_lse_gradcheck_float64(exclude_diagonal, columns):
+    a = torch.randn(37, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(37 if exclude_diagonal else 23, 5, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
+
+    def op(a, b, scale):
+        rows, cols = similarity_lse(a, b, scale, exclude_diagonal=exclude_diagonal, columns=columns)
+        return torch.cat([rows, cols])
+
+    assert torch.autograd.gradcheck(op, (a, b, scale))
+    for got, expected in zip(similarity_lse(a, b, scale, exclude_diagonal=exclude_diagonal, columns=columns),
+                             similarity_lse_reference(a, b, scale, exclude_diagonal=exclude_diagonal, columns=columns)):
+        torch.testing.assert_close(got, expected)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="alike"):
+        NTXentLoss()(torch.randn(3, 4), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="indices below"):
+        ClipLoss()(torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 3]))
+    with pytest.raises(ValueError, match="reduction"):
+        NTXentLoss(reduction="max")
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        MoCoLoss(dim=4)(torch.randn(3, 5), torch.randn(3, 5))
