@@ -2,6 +2,6 @@
 
 from cxrfast.losses.clip import ClipLoss, clip_loss
 from cxrfast.losses.moco import MoCoLoss
-from cxrfast.losses.ntxent import NTXentLoss, nt_xent
+from cxrfast.losses.ntxent import NTXentLoss, nt_xent, nt_xent_multi_positive
 
-__all__ = ["ClipLoss", "MoCoLoss", "NTXentLoss", "clip_loss", "nt_xent"]
+__all__ = ["ClipLoss", "MoCoLoss", "NTXentLoss", "clip_loss", "nt_xent", "nt_xent_multi_positive"]

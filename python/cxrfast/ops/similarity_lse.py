@@ -19,9 +19,9 @@ from torch import Tensor
 from cxrfast.ops.dispatch import select_backend
 
 BACKENDS = ("reference", "cpu")
-# Rows per block: a block's logits are rows × M float32 values; 2^23 of them (32 MiB) keep the
+# Rows per block: a block's logits are rows × M float32 values; 2^22 of them (16 MiB) keep the
 # GEMM efficient and the scratch far below the N×M matrix at the sizes where it matters.
-BLOCK_ELEMENTS = 1 << 23
+BLOCK_ELEMENTS = 1 << 22
 
 
 def accumulation(x: Tensor) -> Tensor:
@@ -33,15 +33,14 @@ def _rows_per_block(columns: int) -> int:
     return max(16, BLOCK_ELEMENTS // max(columns, 1))
 
 
-def _block_logits(a: Tensor, b: Tensor, start: int, exclude_diagonal: bool) -> Tensor:
-    """Unscaled a[start:] bᵀ for one block, the diagonal (self-similarity) at -inf when excluded."""
-    raw = a @ b.t()
+def _block_logits(a: Tensor, b: Tensor, scale: Tensor, start: int, exclude_diagonal: bool) -> Tensor:
+    """scale · a[start:] bᵀ for one block, the diagonal (self-similarity) at -inf when excluded."""
+    logits = (a @ b.t()).mul_(scale)
     if exclude_diagonal:
-        rows = torch.arange(raw.shape[0], device=raw.device)
-        columns = rows + start
-        inside = columns < raw.shape[1]
-        raw[rows[inside], columns[inside]] = float("-inf")
-    return raw
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        inside = rows + start < logits.shape[1]
+        logits[rows[inside], rows[inside] + start] = float("-inf")
+    return logits
 
 
 class _SimilarityLSE(torch.autograd.Function):
@@ -54,13 +53,13 @@ class _SimilarityLSE(torch.autograd.Function):
         col_sum = a32.new_zeros(m)
         step = _rows_per_block(m)
         for start in range(0, n, step):
-            logits = _block_logits(a32[start:start + step], b32, start, exclude_diagonal).mul_(s)
-            row_lse[start:start + step] = torch.logsumexp(logits, 1)
+            logits = _block_logits(a32[start:start + step], b32, s, start, exclude_diagonal)
             if columns:  # online merge: rescale the running sums to the new column maximum
                 new_max = torch.maximum(col_max, logits.max(0).values)
                 safe = torch.where(torch.isinf(new_max), torch.zeros_like(new_max), new_max)
                 col_sum.mul_(torch.exp(col_max - safe)).add_(torch.exp(logits - safe).sum(0))
                 col_max = new_max
+            row_lse[start:start + step] = torch.logsumexp(logits, 1)
         col_lse = col_max + torch.log(col_sum) if columns else a32.new_empty(0)
         ctx.save_for_backward(a, b, scale, row_lse, col_lse)
         ctx.exclude_diagonal, ctx.columns = exclude_diagonal, columns
@@ -73,20 +72,24 @@ class _SimilarityLSE(torch.autograd.Function):
         n, m = a32.shape[0], b32.shape[0]
         grad_rows = a32.new_zeros(n) if grad_rows is None else grad_rows.to(a32.dtype)
         use_columns = ctx.columns and grad_columns is not None
+        want_scale = ctx.needs_input_grad[2]
         grad_a, grad_b = torch.zeros_like(a32), torch.zeros_like(b32)
         grad_scale = a32.new_zeros(())
         step = _rows_per_block(m)
         for start in range(0, n, step):
             block = a32[start:start + step]
-            raw = _block_logits(block, b32, start, ctx.exclude_diagonal)
-            logits = raw * s
-            weights = torch.exp(logits - row_lse[start:start + step, None]).mul_(grad_rows[start:start + step, None])
-            if use_columns:
-                weights.add_(torch.exp(logits - col_lse[None, :]).mul_(grad_columns.to(a32.dtype)[None, :]))
+            logits = _block_logits(block, b32, s, start, ctx.exclude_diagonal)
+            # In place where possible: each pass over a block is memory traffic.
+            kept = logits.nan_to_num(neginf=0.0) if want_scale else None
+            column_weights = (torch.exp(logits - col_lse[None, :]).mul_(grad_columns.to(a32.dtype)[None, :])
+                              if use_columns else None)
+            weights = logits.sub_(row_lse[start:start + step, None]).exp_().mul_(grad_rows[start:start + step, None])
+            if column_weights is not None:
+                weights.add_(column_weights)
             grad_a[start:start + step] = weights @ b32
             grad_b.addmm_(weights.t(), block)
-            # Excluded entries have raw = -inf and weight 0: leave them out of the product.
-            grad_scale += (weights * raw.masked_fill_(torch.isinf(raw), 0)).sum()
+            if want_scale:  # ∂/∂scale = Σ w ∘ a bᵀ = Σ w ∘ logits / scale (scale ≠ 0)
+                grad_scale += (weights * kept).sum() / s
         grad_a.mul_(s)
         grad_b.mul_(s)
         return grad_a.to(a.dtype), grad_b.to(b.dtype), grad_scale.to(scale.dtype), None, None
@@ -98,7 +101,7 @@ def similarity_lse(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, exclude
     log-sum-exps (M,) (else an empty tensor). `exclude_diagonal` leaves out entry (i, i), the
     self-similarity when a is b. float32 results and accumulation for half, bfloat16 and float32
     inputs (float64 stays float64);
-    differentiable in a, b and scale."""
+    differentiable in a, b and scale (which must not be 0)."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must be (N, D) and (M, D), not {tuple(a.shape)} and {tuple(b.shape)}")
     if not isinstance(scale, Tensor):
