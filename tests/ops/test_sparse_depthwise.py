@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrfast import _C
+from cxrfast.ops.sparse_depthwise import depthwise_backward, depthwise_forward
 
 
 @pytest.mark.parametrize("kernel,stride,dilation,channels", [(7, 1, 1, 96), (3, 2, 1, 5), (3, 1, 2, 130)])
@@ -53,3 +54,15 @@ def test_kernel_checks_shapes_and_positions():
         _C.depthwise_forward(padded, np.array([[0, 0, 0]], np.int64), weight, None, 1, 1, np.zeros((2, 4), np.float32))
     with pytest.raises(TypeError):  # an output of the wrong dtype is refused, never silently copied
         _C.depthwise_forward(padded, np.array([[0, 0, 0]], np.int64), weight, None, 1, 1, np.zeros((1, 4)))
+
+
+def test_kernel_as_torch_operators():
+    # torch.compile keeps the kernel in its graph through these operators: their schemas, fake
+    # (shape-only) forms and dispatch must agree with the kernel, whose checks still apply.
+    g = torch.Generator().manual_seed(0)
+    padded, weight, bias = torch.randn(2, 13, 11, 6, generator=g), torch.randn(6, 3, 3, generator=g), torch.randn(6)
+    positions = torch.tensor([[0, 0, 0], [1, 4, 3], [1, 10, 8]])
+    torch.library.opcheck(depthwise_forward, (padded, positions, weight, bias, 1, 1))
+    torch.library.opcheck(depthwise_backward, (padded, positions, weight, torch.randn(3, 6, generator=g), 1, 1))
+    with pytest.raises(ValueError, match="reads outside"):
+        depthwise_forward(padded, torch.tensor([[0, 11, 0]]), weight, None, 1, 1)

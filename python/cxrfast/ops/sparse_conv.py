@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cxrfast.ops.sparse_depthwise import SparseDepthwise
+from cxrfast.ops.sparse_depthwise import SparseDepthwise, output_positions
 from cxrfast.ops.sparse_gemm import sparse_conv2d_gemm
 from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles, tile_windows
 
@@ -69,7 +69,8 @@ def sparse_conv2d(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tenso
     elif groups == tiles.shape[1] == weight.shape[0] > 1 and 2 * padding == (kernel - 1) * dilation:
         # Depthwise with "same" padding: the C++ kernel on CPU float32, else the zero-filled map.
         if tiles.device.type == "cpu" and tiles.dtype == weight.dtype == torch.float32:
-            return SparseDepthwise.apply(tiles, layout, weight, bias, stride, padding, dilation)
+            positions = output_positions(layout, tile // stride)
+            return SparseDepthwise.apply(tiles, layout, positions, weight, bias, stride, padding, dilation)
         return _ZeroFilledConv.apply(tiles, layout, weight, bias, (stride, padding, dilation, groups))
     else:
         source = tile_windows(tiles, layout, length, padding)

@@ -15,6 +15,39 @@ from cxrfast import _C
 from cxrfast.ops.sparse_tiles import TileLayout
 
 
+# The kernel's entry points as torch operators, so torch.compile keeps them in its graph instead of
+# breaking it at the numpy calls; their fake forms give the output shapes without running them.
+# Shapes and positions are still checked by the binding, on every call.
+@torch.library.custom_op("cxrfast::depthwise_forward", mutates_args=(), device_types="cpu")
+def depthwise_forward(padded: Tensor, positions: Tensor, weight: Tensor, bias: Tensor | None, stride: int,
+                      dilation: int) -> Tensor:
+    """padded (B, H, W, C), positions (M, 3) (b, y, x), weight (C, k, k) -> (M, C)."""
+    out = padded.new_empty(positions.shape[0], padded.shape[-1])
+    _C.depthwise_forward(padded.detach().numpy(), positions.numpy(), weight.detach().contiguous().numpy(),
+                         None if bias is None else bias.detach().contiguous().numpy(), stride, dilation, out.numpy())
+    return out
+
+
+@depthwise_forward.register_fake
+def _(padded, positions, weight, bias, stride, dilation):
+    return padded.new_empty(positions.shape[0], padded.shape[-1])
+
+
+@torch.library.custom_op("cxrfast::depthwise_backward", mutates_args=(), device_types="cpu")
+def depthwise_backward(padded: Tensor, positions: Tensor, weight: Tensor, grad_out: Tensor, stride: int,
+                       dilation: int) -> tuple[Tensor, Tensor]:
+    """Gradients of depthwise_forward for padded and weight."""
+    grad_padded, grad_weight = torch.zeros_like(padded), torch.empty_like(weight)
+    _C.depthwise_backward(padded.detach().numpy(), positions.numpy(), weight.detach().contiguous().numpy(),
+                          grad_out.contiguous().numpy(), stride, dilation, grad_padded.numpy(), grad_weight.numpy())
+    return grad_padded, grad_weight
+
+
+@depthwise_backward.register_fake
+def _(padded, positions, weight, grad_out, stride, dilation):
+    return torch.empty_like(padded), torch.empty_like(weight)
+
+
 def output_positions(layout: TileLayout, out_tile: int) -> Tensor:
     """(N * t², 3) rows (b, y, x) of the visible positions, tile by tile, row-major inside."""
     key = ("positions", out_tile)
@@ -40,36 +73,33 @@ def _padded_map(tiles: Tensor, layout: TileLayout, padding: int) -> Tensor:
 
 
 class SparseDepthwise(torch.autograd.Function):
+    """`positions` are output_positions(layout, t / stride), built by the caller: torch.compile
+    cannot trace the layout cache's mutation inside an autograd.Function."""
+
     @staticmethod
-    def forward(ctx, tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None, stride: int,
-                padding: int, dilation: int) -> Tensor:
+    def forward(ctx, tiles: Tensor, layout: TileLayout, positions: Tensor, weight: Tensor, bias: Tensor | None,
+                stride: int, padding: int, dilation: int) -> Tensor:
         n, channels, tile, _ = tiles.shape
         out_tile = tile // stride
-        padded = _padded_map(tiles, layout, padding)
-        positions = output_positions(layout, out_tile)
-        out = tiles.new_empty(positions.shape[0], channels)
-        _C.depthwise_forward(padded.numpy(), positions.numpy(), weight.detach().contiguous().view(channels, *weight.shape[-2:]).numpy(),
-                             None if bias is None else bias.detach().contiguous().numpy(), stride, dilation, out.numpy())
-        ctx.save_for_backward(tiles, weight)
+        kernels = weight.reshape(channels, *weight.shape[-2:])
+        out = depthwise_forward(_padded_map(tiles, layout, padding), positions, kernels, bias, stride, dilation)
+        ctx.save_for_backward(tiles, positions, weight)
         ctx.layout, ctx.options, ctx.has_bias = layout, (stride, padding, dilation), bias is not None
         return out.view(n, out_tile, out_tile, channels).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        tiles, weight = ctx.saved_tensors
+        tiles, positions, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.options
         layout = ctx.layout
         n, channels, tile, _ = tiles.shape
-        padded = _padded_map(tiles, layout, padding)
-        grad_out = grad.permute(0, 2, 3, 1).reshape(-1, channels).contiguous()
-        grad_padded = torch.zeros_like(padded)
-        grad_weight = torch.empty(channels, *weight.shape[-2:], dtype=weight.dtype)
-        _C.depthwise_backward(padded.numpy(), output_positions(layout, tile // stride).numpy(),
-                              weight.detach().contiguous().view(channels, *weight.shape[-2:]).numpy(), grad_out.numpy(),
-                              stride, dilation, grad_padded.numpy(), grad_weight.numpy())
+        grad_out = grad.permute(0, 2, 3, 1).reshape(-1, channels)
+        grad_padded, grad_weight = depthwise_backward(_padded_map(tiles, layout, padding), positions,
+                                                      weight.reshape(channels, *weight.shape[-2:]), grad_out, stride,
+                                                      dilation)
         b, rows, cols = layout.grid
         inside = grad_padded[:, padding:padding + rows * tile, padding:padding + cols * tile]
         blocks = inside.unflatten(2, (cols, tile)).unflatten(1, (rows, tile))
         grad_tiles = blocks[layout.batch, layout.row, :, layout.col].permute(0, 3, 1, 2)
         grad_bias = grad_out.sum(0) if ctx.has_bias else None
-        return grad_tiles, None, grad_weight.view_as(weight), grad_bias, None, None, None
+        return grad_tiles, None, None, grad_weight.view_as(weight), grad_bias, None, None, None

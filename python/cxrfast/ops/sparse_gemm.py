@@ -25,7 +25,8 @@ def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding:
     positions of `out_layout`'s cells (one each) when the stride leaves the patch grid, else of
     the input tiles (t / stride each)."""
     out_layout = layout if out_layout is None else out_layout
-    key = ("neighbours", tile, kernel, stride, padding, dilation, out_layout.grid)
+    # The batch size stays out of the key: hashing it would pin it in a torch.compile graph.
+    key = ("neighbours", tile, kernel, stride, padding, dilation, out_layout.grid[1:])
     if key in layout.cache:
         return layout.cache[key]
     device = layout.batch.device

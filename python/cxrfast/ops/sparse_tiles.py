@@ -44,8 +44,12 @@ class TileLayout:
         if kept is None:
             batch, row, col = visible.nonzero(as_tuple=True)
             return cls(batch, row, col, (b, rows, cols))
-        if visible.device.type == "cpu" and not bool((visible.view(b, -1).sum(1) == kept).all()):
-            raise ValueError(f"kept={kept}, but the samples keep {visible.view(b, -1).sum(1).tolist()} patches")
+        if visible.device.type == "cpu":
+            counts = visible.view(b, -1).sum(1)
+            if torch.compiler.is_compiling():  # a graph cannot branch on the counts: it asserts them in place
+                torch._assert_async((counts == kept).all(), f"kept={kept}, but a sample keeps another count")
+            elif not bool((counts == kept).all()):
+                raise ValueError(f"kept={kept}, but the samples keep {counts.tolist()} patches")
         # Visible patches first, each sample's in raster order: the same order nonzero gives.
         order = torch.argsort(~visible.view(b, -1), dim=1, stable=True)[:, :kept]
         batch = torch.arange(b, device=visible.device).repeat_interleave(kept)
@@ -139,31 +143,35 @@ class _Windows(torch.autograd.Function):
     """Each visible tile's input window with its halo: `length` positions from `before` above and
     left of the tile's corner, read from the zero-filled map with `pad_value` beyond the image.
     The map is channels-last, so tiles and windows move as rows of C contiguous values; backward
-    adds the overlapping windows' gradients back into the map with index_add_."""
+    adds the overlapping windows' gradients back into the map with index_add_. The index tables
+    come from the caller: torch.compile cannot trace the layout's cache filled in here."""
 
     @staticmethod
-    def forward(ctx, tiles: Tensor, layout: TileLayout, length: int, before: int, pad_value: float) -> Tensor:
+    def forward(ctx, tiles: Tensor, layout: TileLayout, tile_rows: Tensor, window_rows: Tensor,
+                map_size: tuple[int, int], length: int, before: int, pad_value: float) -> Tensor:
         n, channels, tile, _ = tiles.shape
-        (height, width), tile_rows, window_rows = _map_indices(layout, tile, length, before)
-        b, grid_rows, grid_cols = layout.grid
+        (height, width), (b, grid_rows, grid_cols) = map_size, layout.grid
         padded = tiles.new_full((b, height, width, channels), pad_value)
         if pad_value != 0:
             padded[:, before:before + grid_rows * tile, before:before + grid_cols * tile] = 0
         flat = padded.view(-1, channels)
         flat[tile_rows] = tiles.permute(0, 2, 3, 1).reshape(-1, channels)
-        ctx.layout, ctx.sizes = layout, (tile, before, b * height * width)
+        ctx.save_for_backward(tile_rows, window_rows)
+        ctx.sizes = (tile, b * height * width)
         return flat[window_rows].view(n, length, length, channels).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        tile, before, positions = ctx.sizes
+        tile_rows, window_rows = ctx.saved_tensors
+        tile, positions = ctx.sizes
         n, channels, length, _ = grad.shape
-        _, tile_rows, window_rows = _map_indices(ctx.layout, tile, length, before)
         flat = grad.new_zeros(positions, channels)
         flat.index_add_(0, window_rows, grad.permute(0, 2, 3, 1).reshape(-1, channels))
-        return flat[tile_rows].view(n, tile, tile, channels).permute(0, 3, 1, 2), None, None, None, None
+        grad_tiles = flat[tile_rows].view(n, tile, tile, channels).permute(0, 3, 1, 2)
+        return grad_tiles, None, None, None, None, None, None, None
 
 
 def tile_windows(tiles: Tensor, layout: TileLayout, length: int, before: int, pad_value: float = 0.0) -> Tensor:
     """(N, C, t, t) -> (N, C, length, length): the input window each tile's output reads."""
-    return _Windows.apply(tiles, layout, length, before, pad_value)
+    map_size, tile_rows, window_rows = _map_indices(layout, tiles.shape[-1], length, before)
+    return _Windows.apply(tiles, layout, tile_rows, window_rows, map_size, length, before, pad_value)

@@ -1,0 +1,62 @@
+"""torch.compile on SparseEncoder with a fixed kept count: one graph (fullgraph=True fails at any
+graph break) whose features and gradients equal eager's. aot_eager traces everything inductor
+would (dynamo, autograd, fake tensors) without inductor's C++ builds, minutes on a small CPU."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # torch._dynamo imports Triton, which reads this once, at its import: set as the Triton
+    # kernels' tests set it, or those tests, run after these, would find Triton compiled for a GPU.
+    os.environ["TRITON_INTERPRET"] = "1"
+
+from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
+
+from cxrfast.nn import SparseEncoder  # noqa: E402
+from cxrfast.ops.sparse_tiles import TileLayout  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "ops"))
+from backbones import STAGES, ConvNeXt, ResNet  # noqa: E402
+from test_sparse_conv import random_visible  # noqa: E402
+
+
+def _encoder(kind) -> SparseEncoder:
+    torch.manual_seed(0)
+    return SparseEncoder(kind(depths=(1, 1, 1, 1)), patch_size=32, stages=STAGES[kind], kept=3)
+
+
+@pytest.mark.parametrize("kind", [ResNet, ConvNeXt])
+def test_one_graph_equal_to_eager(kind):
+    torch._dynamo.reset()
+    eager, twin = _encoder(kind), _encoder(kind)
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(twin, backend=counter, fullgraph=True)
+    for step, batch in enumerate([2, 2, 3, 4]):
+        visible = random_visible(batch, 2, 3, 0.5, seed=step)
+        images = torch.randn(batch, 1, 64, 96, generator=torch.Generator().manual_seed(step))
+        ours_in, ref_in = images.clone().requires_grad_(), images.clone().requires_grad_()
+        ours, expected = compiled(ours_in, visible), eager(ref_in, visible)
+        for a, b in zip(ours, expected):
+            torch.testing.assert_close(a, b)
+        weights = [torch.randn_like(f) for f in expected]
+        sum((f * w).sum() for f, w in zip(ours, weights)).backward()
+        sum((f * w).sum() for f, w in zip(expected, weights)).backward()
+        torch.testing.assert_close(ours_in.grad, ref_in.grad)
+        for (name, p), q in zip(twin.backbone.named_parameters(), eager.backbone.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{name}: {m}")
+    # A new mask is data, not a reason to recompile; a new batch size recompiles once, to a graph
+    # dynamic in it (nothing may pin the batch size, such as hashing it in a cache key).
+    assert counter.frame_count == 2
+
+
+def test_compiled_layout_still_checks_the_kept_count():
+    build = torch.compile(lambda visible: TileLayout.from_mask(visible, kept=2).batch, backend="aot_eager",
+                          fullgraph=True)
+    with pytest.raises(RuntimeError, match="kept=2, but a sample keeps"):
+        build(random_visible(2, 2, 3, 0.5))
