@@ -50,7 +50,8 @@ def pytest_terminal_summary(terminalreporter, config):
             for key, what in MEMORY.items():  # where recorded
                 if key in other.extra_info:
                     mib, their = ours[0].extra_info[key], other.extra_info[key]
-                    ratio += f"; {what} {mib:.0f} vs {their:.0f} MiB ({mib / their:.3g}×)"
+                    share = f" ({mib / their:.3g}×)" if their > 0 else ""
+                    ratio += f"; {what} {mib:.0f} vs {their:.0f} MiB{share}"
             label = other.extra_info.get("label", other.name)
             lines.append(f"| {group} | {mine:.2f} | {label} | {_per_image_ms(other):.2f} | {ratio} |")
     text = "\n".join(lines)

@@ -19,9 +19,9 @@ from torch import Tensor
 from cxrfast.ops.dispatch import select_backend
 
 BACKENDS = ("reference", "cpu")
-# Rows per block: a block's logits are rows × M float32 values; 2^22 of them (16 MiB) keep the
+# Rows per block: a block's logits are rows × M float32 values; 2^21 of them (8 MiB) keep the
 # GEMM efficient and the scratch far below the N×M matrix at the sizes where it matters.
-BLOCK_ELEMENTS = 1 << 22
+BLOCK_ELEMENTS = 1 << 21
 
 
 def accumulation(x: Tensor) -> Tensor:
