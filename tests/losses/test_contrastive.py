@@ -170,19 +170,20 @@ def test_hand_computed_values():
     assert clip.item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
 
 
-@pytest.mark.parametrize("exclude_diagonal,columns", [(False, False), (True, False), (False, True), (True, True)])
-def test_similarity_lse_gradcheck_float64(exclude_diagonal, columns):
+@pytest.mark.parametrize("exclude_diagonal,offset,columns", [(False, 0, False), (True, 0, False), (False, 0, True),
+                                                              (True, 0, True), (True, 20, True)])
+def test_similarity_lse_gradcheck_float64(exclude_diagonal, offset, columns):
     a = torch.randn(37, 5, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(37 if exclude_diagonal else 23, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(23 if not exclude_diagonal else 37 + offset, 5, dtype=torch.float64, requires_grad=True)
     scale = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
+    options = dict(exclude_diagonal=exclude_diagonal, diagonal_offset=offset, columns=columns)
 
     def op(a, b, scale):
-        rows, cols = similarity_lse(a, b, scale, exclude_diagonal=exclude_diagonal, columns=columns)
+        rows, cols = similarity_lse(a, b, scale, **options)
         return torch.cat([rows, cols])
 
     assert torch.autograd.gradcheck(op, (a, b, scale))
-    for got, expected in zip(similarity_lse(a, b, scale, exclude_diagonal=exclude_diagonal, columns=columns),
-                             similarity_lse_reference(a, b, scale, exclude_diagonal=exclude_diagonal, columns=columns)):
+    for got, expected in zip(similarity_lse(a, b, scale, **options), similarity_lse_reference(a, b, scale, **options)):
         torch.testing.assert_close(got, expected)
 
 

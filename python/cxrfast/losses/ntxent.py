@@ -13,6 +13,8 @@ log-sum-exp over all other rows minus the log-sum-exp over its positives.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -20,14 +22,33 @@ from cxrfast.losses.reduction import check_reduction, reduce
 from cxrfast.ops.similarity_lse import accumulation, similarity_lse
 
 
-def nt_xent(out0: Tensor, out1: Tensor, temperature: float = 0.5, reduction: str = "mean") -> Tensor:
-    """(N, D) embeddings of two views -> the loss (per row of the 2N layout with "none")."""
+def nt_xent(out0: Tensor, out1: Tensor, temperature: float = 0.5, reduction: str = "mean",
+            gather_distributed: bool = False) -> Tensor:
+    """(N, D) embeddings of two views -> the loss (per row of the 2N layout with "none").
+
+    With `gather_distributed` in an initialised process group, every rank's rows are the negatives
+    too (gathered with their gradient, which flows back to the rank that owns them) and each rank's
+    loss covers its own rows: the ranks' mean loss and summed gradients are those of one process
+    holding the global batch."""
     if out0.shape != out1.shape or out0.ndim != 2:
         raise ValueError(f"the two views must be (N, D) alike, not {tuple(out0.shape)} and {tuple(out1.shape)}")
-    z = F.normalize(accumulation(torch.cat([out0, out1])), dim=1)
-    row_lse, _ = similarity_lse(z, z, 1.0 / temperature, exclude_diagonal=True)
-    positives = (z * z.roll(out0.shape[0], 0)).sum(1) / temperature
-    return reduce(row_lse - positives, reduction)
+    z0, z1 = F.normalize(accumulation(out0), dim=1), F.normalize(accumulation(out1), dim=1)
+    all0, all1, offset = z0, z1, 0
+    if gather_distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        all0, all1 = _gather(z0), _gather(z1)
+        offset = dist.get_rank() * z0.shape[0]  # where this rank's rows sit among the gathered ones
+    columns = torch.cat([all0, all1])  # the 2N layout: every view-0 row, then every view-1 row
+    scale = 1.0 / temperature
+    lse0, _ = similarity_lse(z0, columns, scale, exclude_diagonal=True, diagonal_offset=offset)
+    lse1, _ = similarity_lse(z1, columns, scale, exclude_diagonal=True, diagonal_offset=all0.shape[0] + offset)
+    positives = (z0 * z1).sum(1) * scale  # each row's positive is the other view of its image
+    return reduce(torch.cat([lse0 - positives, lse1 - positives]), reduction)
+
+
+def _gather(rows: Tensor) -> Tensor:
+    """Every rank's rows in rank order, with a backward that returns each rank its gradient
+    summed over all ranks' losses."""
+    return torch.cat(dist_nn.all_gather(rows))
 
 
 def nt_xent_multi_positive(z: Tensor, indexes: Tensor, temperature: float = 0.5, reduction: str = "mean") -> Tensor:
@@ -60,11 +81,11 @@ def _positive_table(indexes: Tensor) -> Tensor:
 
 
 class NTXentLoss(nn.Module):
-    def __init__(self, temperature: float = 0.5, reduction: str = "mean"):
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False, reduction: str = "mean"):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, not {temperature}")
-        self.temperature = temperature
+        self.temperature, self.gather_distributed = temperature, gather_distributed
         self.reduction = check_reduction(reduction)
 
     def forward(self, out0: Tensor, out1: Tensor | None = None, *, indexes: Tensor | None = None) -> Tensor:
@@ -76,4 +97,4 @@ class NTXentLoss(nn.Module):
             return nt_xent_multi_positive(out0, indexes, self.temperature, self.reduction)
         if out1 is None:
             raise ValueError("the second view is missing")
-        return nt_xent(out0, out1, self.temperature, self.reduction)
+        return nt_xent(out0, out1, self.temperature, self.reduction, self.gather_distributed)

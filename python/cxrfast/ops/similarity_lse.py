@@ -33,19 +33,21 @@ def _rows_per_block(columns: int) -> int:
     return max(16, BLOCK_ELEMENTS // max(columns, 1))
 
 
-def _block_logits(a: Tensor, b: Tensor, scale: Tensor, start: int, exclude_diagonal: bool) -> Tensor:
-    """scale · a[start:] bᵀ for one block, the diagonal (self-similarity) at -inf when excluded."""
+def _block_logits(a: Tensor, b: Tensor, scale: Tensor, start: int, excluded: int | None) -> Tensor:
+    """scale · a[start:] bᵀ for one block, entry (i, i + excluded) at -inf (the self-similarity)
+    unless `excluded` is None."""
     logits = (a @ b.t()).mul_(scale)
-    if exclude_diagonal:
+    if excluded is not None:
         rows = torch.arange(logits.shape[0], device=logits.device)
-        inside = rows + start < logits.shape[1]
-        logits[rows[inside], rows[inside] + start] = float("-inf")
+        columns = rows + start + excluded
+        inside = (columns >= 0) & (columns < logits.shape[1])
+        logits[rows[inside], columns[inside]] = float("-inf")
     return logits
 
 
 class _SimilarityLSE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, scale: Tensor, exclude_diagonal: bool, columns: bool):
+    def forward(ctx, a: Tensor, b: Tensor, scale: Tensor, excluded: int | None, columns: bool):
         a32, b32, s = accumulation(a), accumulation(b), accumulation(scale)
         n, m = a32.shape[0], b32.shape[0]
         row_lse = a32.new_empty(n)
@@ -53,7 +55,7 @@ class _SimilarityLSE(torch.autograd.Function):
         col_sum = a32.new_zeros(m)
         step = _rows_per_block(m)
         for start in range(0, n, step):
-            logits = _block_logits(a32[start:start + step], b32, s, start, exclude_diagonal)
+            logits = _block_logits(a32[start:start + step], b32, s, start, excluded)
             if columns:  # online merge: rescale the running sums to the new column maximum
                 new_max = torch.maximum(col_max, logits.max(0).values)
                 safe = torch.where(torch.isinf(new_max), torch.zeros_like(new_max), new_max)
@@ -62,7 +64,7 @@ class _SimilarityLSE(torch.autograd.Function):
             row_lse[start:start + step] = torch.logsumexp(logits, 1)
         col_lse = col_max + torch.log(col_sum) if columns else a32.new_empty(0)
         ctx.save_for_backward(a, b, scale, row_lse, col_lse)
-        ctx.exclude_diagonal, ctx.columns = exclude_diagonal, columns
+        ctx.excluded, ctx.columns = excluded, columns
         return row_lse, col_lse
 
     @staticmethod
@@ -78,7 +80,7 @@ class _SimilarityLSE(torch.autograd.Function):
         step = _rows_per_block(m)
         for start in range(0, n, step):
             block = a32[start:start + step]
-            logits = _block_logits(block, b32, s, start, ctx.exclude_diagonal)
+            logits = _block_logits(block, b32, s, start, ctx.excluded)
             # In place where possible: each pass over a block is memory traffic.
             kept = logits.nan_to_num(neginf=0.0) if want_scale else None
             column_weights = (torch.exp(logits - col_lse[None, :]).mul_(grad_columns.to(a32.dtype)[None, :])
@@ -96,10 +98,11 @@ class _SimilarityLSE(torch.autograd.Function):
 
 
 def similarity_lse(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, exclude_diagonal: bool = False,
-                   columns: bool = False) -> tuple[Tensor, Tensor]:
+                   diagonal_offset: int = 0, columns: bool = False) -> tuple[Tensor, Tensor]:
     """(N, D), (M, D) -> row log-sum-exps (N,) of scale · a bᵀ and, with `columns`, column
-    log-sum-exps (M,) (else an empty tensor). `exclude_diagonal` leaves out entry (i, i), the
-    self-similarity when a is b. float32 results and accumulation for half, bfloat16 and float32
+    log-sum-exps (M,) (else an empty tensor). `exclude_diagonal` leaves out entry
+    (i, i + diagonal_offset): the self-similarity when a is b, or a's rows inside a larger b (a
+    rank's rows among the gathered ones start at `diagonal_offset`). float32 results and accumulation for half, bfloat16 and float32
     inputs (float64 stays float64);
     differentiable in a, b and scale (which must not be 0)."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
@@ -107,16 +110,18 @@ def similarity_lse(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, exclude
     if not isinstance(scale, Tensor):
         scale = torch.tensor(float(scale), device=a.device)
     if select_backend(a.device, BACKENDS) == "reference":
-        return similarity_lse_reference(a, b, scale, exclude_diagonal=exclude_diagonal, columns=columns)
-    return _SimilarityLSE.apply(a, b, scale, exclude_diagonal, columns)
+        return similarity_lse_reference(a, b, scale, exclude_diagonal=exclude_diagonal,
+                                        diagonal_offset=diagonal_offset, columns=columns)
+    return _SimilarityLSE.apply(a, b, scale, diagonal_offset if exclude_diagonal else None, columns)
 
 
 def similarity_lse_reference(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, exclude_diagonal: bool = False,
-                             columns: bool = False) -> tuple[Tensor, Tensor]:
+                             diagonal_offset: int = 0, columns: bool = False) -> tuple[Tensor, Tensor]:
     """The naive form: the whole logit matrix, kept by autograd for backward."""
     logits = scale * (accumulation(a) @ accumulation(b).t())
     if exclude_diagonal:
-        eye = torch.eye(*logits.shape, dtype=torch.bool, device=logits.device)
-        logits = logits.masked_fill(eye, float("-inf"))
+        rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+        excluded = torch.arange(logits.shape[1], device=logits.device)[None, :] == rows + diagonal_offset
+        logits = logits.masked_fill(excluded, float("-inf"))
     col_lse = torch.logsumexp(logits, 0) if columns else logits.new_empty(0)
     return torch.logsumexp(logits, 1), col_lse
