@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import cxrfast.ops.similarity_lse as lse_module
-from cxrfast.losses import ClipLoss, MoCoLoss, NTXentLoss
-from cxrfast.ops.similarity_lse import similarity_lse, similarity_lse_reference
+import cxrfast.ops.similarity as similarity_module
+from cxrfast.losses import ClipLoss, MoCoLoss, NTXentLoss, SigLipLoss
+from cxrfast.ops.similarity import (similarity_lse, similarity_lse_reference, similarity_softplus,
+                                    similarity_softplus_reference)
 
 
 def naive_nt_xent(out0, out1, temperature, reduction="mean"):
@@ -35,10 +36,19 @@ def naive_multi_positive(z, indexes, temperature):
     return -torch.mean(torch.log(pos / (pos + neg)))
 
 
-def naive_clip(image, text, scale, labels, reduction="mean"):
-    logits = scale * image.float() @ text.float().t()
+def naive_clip(image, text, scale, labels, reduction="mean", bias=0.0):
+    logits = scale * image.float() @ text.float().t() + bias
     return (F.cross_entropy(logits, labels, reduction=reduction)
             + F.cross_entropy(logits.t(), labels, reduction=reduction)) / 2
+
+
+def naive_siglip(image, text, scale, bias, labels, reduction="mean"):
+    """open_clip's SigLipLoss: ±1 labels, −Σ log σ over every pair, divided by the image count."""
+    logits = scale * image.float() @ text.float().t() + bias
+    signs = -torch.ones_like(logits)
+    signs[torch.arange(len(labels)), labels] = 1.0
+    per_image = -F.logsigmoid(signs * logits).sum(1)
+    return {"mean": per_image.sum() / len(image), "sum": per_image.sum(), "none": per_image}[reduction]
 
 
 def naive_moco(query, key, queue, temperature, reduction="mean"):
@@ -50,7 +60,7 @@ def naive_moco(query, key, queue, temperature, reduction="mean"):
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
     """Blocks of 16 rows: every size above exercises the online merge across blocks."""
-    monkeypatch.setattr(lse_module, "BLOCK_ELEMENTS", 16)
+    monkeypatch.setattr(similarity_module, "BLOCK_ELEMENTS", 16)
 
 
 def _inputs(n, d, dtype, seed, transposed):
@@ -120,6 +130,35 @@ def test_clip_equals_naive(n, d, dtype, reduction, shuffled):
     _assert_grads(ours, naive, (image, text, loss.log_scale), dtype, terms=1 if reduction == "mean" else n)
 
 
+@pytest.mark.parametrize("n,d", SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_siglip_equals_open_clip(n, d, dtype, reduction, shuffled):
+    image = F.normalize(torch.randn(d, n), dim=0).t().to(dtype).requires_grad_()
+    text = F.normalize(torch.randn(n, d), dim=1).to(dtype).requires_grad_()
+    labels = torch.randperm(n, generator=torch.Generator().manual_seed(3)) if shuffled else torch.arange(n)
+    loss = SigLipLoss(reduction=reduction)
+    ours = loss(image, text, labels)
+    naive = naive_siglip(image, text, loss.log_scale.exp(), loss.logit_bias, labels, reduction)
+    torch.testing.assert_close(ours, naive, rtol=RELATIVE[dtype], atol=TOLERANCE[dtype])
+    _assert_grads(ours, naive, (image, text, loss.log_scale, loss.logit_bias), dtype,
+                  terms=1 if reduction == "mean" else n)
+
+
+def test_clip_bias_cancels_and_is_differentiable():
+    image, text = torch.randn(9, 4), torch.randn(9, 4)
+    scale, bias = torch.tensor(3.0, requires_grad=True), torch.tensor(-2.0, requires_grad=True)
+    loss = ClipLoss(init_logit_bias=-2.0)
+    ours = loss(image, text, logit_scale=scale, logit_bias=bias)
+    naive = naive_clip(image, text, scale, torch.arange(9), bias=bias)
+    torch.testing.assert_close(ours, naive)
+    torch.testing.assert_close(ours, ClipLoss()(image, text, logit_scale=scale))
+    for got, expected in zip(torch.autograd.grad(ours, (scale, bias)), torch.autograd.grad(naive, (scale, bias))):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert loss.logit_bias.requires_grad and isinstance(loss.logit_bias, torch.nn.Parameter)
+
+
 def test_clip_logit_scale_is_clamped_and_may_be_passed():
     loss = ClipLoss(init_logit_scale=1000.0)
     assert loss.logit_scale.item() == pytest.approx(100.0)
@@ -170,23 +209,35 @@ def test_hand_computed_values():
     # CLIP on the same pairs, scale 2: both directions see logits (2, 0) → log(1 + e⁻²).
     clip = ClipLoss(init_logit_scale=2.0)(views, views)
     assert clip.item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
+    # SigLIP on them, scale 2, bias −1: per image one positive at logit 1 and one negative at −1,
+    # each costing log(1 + e⁻¹); two of them per image.
+    siglip = SigLipLoss(init_logit_scale=2.0, init_logit_bias=-1.0)(views, views)
+    assert siglip.item() == pytest.approx(2 * math.log(1 + math.exp(-1)), abs=1e-6)
 
 
-@pytest.mark.parametrize("exclude_diagonal,offset,columns", [(False, 0, False), (True, 0, False), (False, 0, True),
-                                                              (True, 0, True), (True, 20, True)])
-def test_similarity_lse_gradcheck_float64(exclude_diagonal, offset, columns):
+OPS = {"lse": (similarity_lse, similarity_lse_reference),
+       "lse+columns": (lambda *args, **kw: similarity_lse(*args, columns=True, **kw),
+                       lambda *args, **kw: similarity_lse_reference(*args, columns=True, **kw)),
+       "softplus": (similarity_softplus, similarity_softplus_reference)}
+
+
+def _outputs(result):
+    return torch.cat(result) if isinstance(result, tuple) else result
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("exclude_diagonal,offset", [(False, 0), (True, 0), (True, 20), (True, -3)])
+def test_similarity_ops_gradcheck_float64(op, exclude_diagonal, offset):
+    fused, reference = OPS[op]
     a = torch.randn(37, 5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(23 if not exclude_diagonal else 37 + offset, 5, dtype=torch.float64, requires_grad=True)
     scale = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
-    options = dict(exclude_diagonal=exclude_diagonal, diagonal_offset=offset, columns=columns)
-
-    def op(a, b, scale):
-        rows, cols = similarity_lse(a, b, scale, **options)
-        return torch.cat([rows, cols])
-
-    assert torch.autograd.gradcheck(op, (a, b, scale))
-    for got, expected in zip(similarity_lse(a, b, scale, **options), similarity_lse_reference(a, b, scale, **options)):
-        torch.testing.assert_close(got, expected)
+    bias = torch.tensor(-0.4, dtype=torch.float64, requires_grad=True)
+    options = dict(exclude_diagonal=exclude_diagonal, diagonal_offset=offset)
+    assert torch.autograd.gradcheck(lambda *args: _outputs(fused(*args[:3], bias=args[3], **options)),
+                                    (a, b, scale, bias))
+    torch.testing.assert_close(_outputs(fused(a, b, scale, bias=bias, **options)),
+                               _outputs(reference(a, b, scale, bias=bias, **options)))
 
 
 def test_bad_inputs():
@@ -196,6 +247,10 @@ def test_bad_inputs():
         NTXentLoss()(torch.randn(3, 4), indexes=torch.tensor([0, 0, 1]))
     with pytest.raises(ValueError, match="indices below"):
         ClipLoss()(torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 3]))
+    with pytest.raises(ValueError, match="alike"):
+        SigLipLoss()(torch.randn(3, 4), torch.randn(4, 4))
+    with pytest.raises(ValueError, match="positive"):
+        SigLipLoss(init_logit_scale=0.0)
     with pytest.raises(ValueError, match="reduction"):
         NTXentLoss(reduction="max")
     with pytest.raises(ValueError, match=r"\(N, 4\)"):

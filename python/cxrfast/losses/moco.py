@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cxrfast.losses.reduction import check_reduction, reduce
-from cxrfast.ops.similarity_lse import accumulation, similarity_lse
+from cxrfast.ops.similarity import accumulation, similarity_lse
 
 
 class MoCoLoss(nn.Module):

@@ -3,7 +3,7 @@
 Both views are normalised inside (the gradient flows through the normalisation) and stacked as
 2N rows; each row's logits are its similarities to the other 2N − 1 rows over the temperature,
 its positive the other view of the same image. The loss is the cross-entropy per row, averaged
-over the 2N rows. The 2N × 2N logit matrix is never stored (`cxrfast.ops.similarity_lse`).
+over the 2N rows. The 2N × 2N logit matrix is never stored (`cxrfast.ops.similarity`).
 
 The multi-positive form (solo-learn's): rows z with an image index each; row i's positives are
 the other rows of its image, and its loss is −log(Σ_positives e^s / Σ_{j≠i} e^s), i.e. the
@@ -13,13 +13,12 @@ log-sum-exp over all other rows minus the log-sum-exp over its positives.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
-import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cxrfast.losses.distributed import gather_rows
 from cxrfast.losses.reduction import check_reduction, reduce
-from cxrfast.ops.similarity_lse import accumulation, similarity_lse
+from cxrfast.ops.similarity import accumulation, similarity_lse
 
 
 def nt_xent(out0: Tensor, out1: Tensor, temperature: float = 0.5, reduction: str = "mean",
@@ -27,28 +26,18 @@ def nt_xent(out0: Tensor, out1: Tensor, temperature: float = 0.5, reduction: str
     """(N, D) embeddings of two views -> the loss (per row of the 2N layout with "none").
 
     With `gather_distributed` in an initialised process group, every rank's rows are the negatives
-    too (gathered with their gradient, which flows back to the rank that owns them) and each rank's
-    loss covers its own rows: the ranks' mean loss and summed gradients are those of one process
-    holding the global batch."""
+    too and each rank's loss covers its own rows (`cxrfast.losses.distributed.gather_rows`)."""
     if out0.shape != out1.shape or out0.ndim != 2:
         raise ValueError(f"the two views must be (N, D) alike, not {tuple(out0.shape)} and {tuple(out1.shape)}")
     z0, z1 = F.normalize(accumulation(out0), dim=1), F.normalize(accumulation(out1), dim=1)
-    all0, all1, offset = z0, z1, 0
-    if gather_distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        all0, all1 = _gather(z0), _gather(z1)
-        offset = dist.get_rank() * z0.shape[0]  # where this rank's rows sit among the gathered ones
+    all0, offset = gather_rows(z0, gather_distributed)  # offset: this rank's rows among the gathered
+    all1, _ = gather_rows(z1, gather_distributed)
     columns = torch.cat([all0, all1])  # the 2N layout: every view-0 row, then every view-1 row
     scale = 1.0 / temperature
     lse0, _ = similarity_lse(z0, columns, scale, exclude_diagonal=True, diagonal_offset=offset)
     lse1, _ = similarity_lse(z1, columns, scale, exclude_diagonal=True, diagonal_offset=all0.shape[0] + offset)
     positives = (z0 * z1).sum(1) * scale  # each row's positive is the other view of its image
     return reduce(torch.cat([lse0 - positives, lse1 - positives]), reduction)
-
-
-def _gather(rows: Tensor) -> Tensor:
-    """Every rank's rows in rank order, with a backward that returns each rank its gradient
-    summed over all ranks' losses."""
-    return torch.cat(dist_nn.all_gather(rows))
 
 
 def nt_xent_multi_positive(z: Tensor, indexes: Tensor, temperature: float = 0.5, reduction: str = "mean") -> Tensor:
