@@ -1,9 +1,10 @@
 """Contrastive losses whose memory grows with N·D, never N² (`cxrfast.ops.similarity`)."""
 
 from cxrfast.losses.clip import ClipLoss, clip_loss
+from cxrfast.losses.dino import DINOLoss
 from cxrfast.losses.moco import MoCoLoss
 from cxrfast.losses.ntxent import NTXentLoss, nt_xent, nt_xent_multi_positive
 from cxrfast.losses.siglip import SigLipLoss, siglip_loss
 
-__all__ = ["ClipLoss", "MoCoLoss", "NTXentLoss", "SigLipLoss", "clip_loss", "nt_xent", "nt_xent_multi_positive",
-           "siglip_loss"]
+__all__ = ["ClipLoss", "DINOLoss", "MoCoLoss", "NTXentLoss", "SigLipLoss", "clip_loss", "nt_xent",
+           "nt_xent_multi_positive", "siglip_loss"]
