@@ -1,5 +1,6 @@
 """Fused contrastive losses against the naive ones (the whole logit matrix, kept for backward):
-forward + backward of NT-Xent and CLIP, fp32, same run.
+forward + backward of NT-Xent, CLIP and SigLIP at N rows of D features, and of DINO at B samples
+of K prototypes over 2 global + 8 local crops against its pairwise loop; fp32, same run.
 
 Speed is pytest-benchmark's median. Peak memory is how far the process's resident set peaks
 above where it stood before one forward + backward, in a fresh interpreter per case (Linux's
@@ -20,28 +21,35 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "losses"))
-from test_contrastive import naive_clip, naive_nt_xent  # noqa: E402
+from test_contrastive import naive_clip, naive_nt_xent, naive_siglip  # noqa: E402
+from test_dino import naive_dino  # noqa: E402
 
-from cxrfast.losses import ClipLoss, NTXentLoss  # noqa: E402
+from cxrfast.losses import ClipLoss, DINOLoss, NTXentLoss, SigLipLoss  # noqa: E402
 
 CASES = [(1024, 128), (1024, 512), (4096, 128), (4096, 512), (16384, 128), (32768, 128)]
+DINO_CASES = [(64, 65536), (256, 65536)]  # B samples, K prototypes (DINO's head)
+DINO_CROPS = 10
 NAIVE_LIMIT = 16384  # above it the naive logits alone outgrow this machine's memory
 
 
 def _loss(name: str, role: str, n: int, d: int):
     """The inputs and a closure running one forward + backward."""
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, d, generator=g)
-    b = torch.randn(n, d, generator=g)
-    if name == "clip":
-        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    a.requires_grad_()
-    b.requires_grad_()
-    if name == "ntxent":
-        loss = NTXentLoss(0.5) if role == "cxrfast" else (lambda x, y: naive_nt_xent(x, y, 0.5))
+    if name == "dino":
+        a, b = torch.randn(DINO_CROPS * n, d, generator=g).requires_grad_(), torch.randn(2 * n, d, generator=g)
+        dino = DINOLoss(d)
+        loss = dino if role == "cxrfast" else (lambda x, y: naive_dino(x, y, dino.center, DINO_CROPS, 0.1, 0.04))
     else:
-        clip = ClipLoss()
-        loss = clip if role == "cxrfast" else (lambda x, y: naive_clip(x, y, clip.logit_scale, torch.arange(n)))
+        a, b = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+        if name != "ntxent":
+            a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+        a.requires_grad_()
+        b.requires_grad_()
+        naive = {"ntxent": lambda x, y: naive_nt_xent(x, y, 0.5),
+                 "clip": lambda x, y: naive_clip(x, y, ours.logit_scale, torch.arange(n)),
+                 "siglip": lambda x, y: naive_siglip(x, y, ours.logit_scale, ours.logit_bias, torch.arange(n))}[name]
+        ours = {"ntxent": NTXentLoss(0.5), "clip": ClipLoss(), "siglip": SigLipLoss()}[name]
+        loss = ours if role == "cxrfast" else naive
 
     def step():
         loss(a, b).backward()
@@ -56,17 +64,28 @@ def _peak_mib(name: str, role: str, n: int, d: int) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_MiB"]
 
 
+def _measure(benchmark, tag, name: str, n: int, d: int, role: str, group: str, baseline_label: str) -> None:
+    benchmark.group = group
+    tag(role, 1, baseline_label if role == "baseline" else None)
+    benchmark.extra_info["peak_MiB"] = _peak_mib(name, role, n, d)
+    benchmark.pedantic(_loss(name, role, n, d), rounds=3 if n >= 16384 else 5, warmup_rounds=1, iterations=1)
+
+
 @pytest.mark.parametrize("role", ["cxrfast", "baseline"])
 @pytest.mark.parametrize("n,d", CASES, ids=[f"N{n}-D{d}" for n, d in CASES])
-@pytest.mark.parametrize("name", ["ntxent", "clip"])
+@pytest.mark.parametrize("name", ["ntxent", "clip", "siglip"])
 def test_loss_step(benchmark, tag, name, n, d, role):
     if role == "baseline" and n > NAIVE_LIMIT:
         pytest.skip(f"the naive {name} loss keeps several {(2 * n if name == 'ntxent' else n) ** 2 * 4 / 2**30:.0f} GiB "
                     "logit matrices at this N: more than this machine's memory")
-    benchmark.group = f"{name} N={n} D={d} fp32 fwd+bwd"
-    tag(role, 1, "naive (logits kept)" if role == "baseline" else None)
-    benchmark.extra_info["peak_MiB"] = _peak_mib(name, role, n, d)
-    benchmark.pedantic(_loss(name, role, n, d), rounds=3 if n >= 16384 else 5, warmup_rounds=1, iterations=1)
+    _measure(benchmark, tag, name, n, d, role, f"{name} N={n} D={d} fp32 fwd+bwd", "naive (logits kept)")
+
+
+@pytest.mark.parametrize("role", ["cxrfast", "baseline"])
+@pytest.mark.parametrize("n,d", DINO_CASES, ids=[f"B{n}-K{d}" for n, d in DINO_CASES])
+def test_dino_step(benchmark, tag, n, d, role):
+    _measure(benchmark, tag, "dino", n, d, role, f"dino B={n} K={d} {DINO_CROPS} crops fp32 fwd+bwd",
+             "pairwise loop (a log-softmax per pair)")
 
 
 def _status_kib(field: str) -> int:
