@@ -240,6 +240,21 @@ def test_similarity_ops_gradcheck_float64(op, exclude_diagonal, offset):
                                _outputs(reference(a, b, scale, bias=bias, **options)))
 
 
+@pytest.mark.parametrize("name", ["ntxent", "clip", "siglip", "moco"])
+def test_float32_sums_under_autocast(name):
+    """bf16 autocast must not turn the fused GEMMs into bf16 ones: the loss equals the float32
+    loss of the same inputs (without the guard all four are off by more than 1e-3)."""
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(300, 64, generator=g), torch.randn(300, 64, generator=g)
+    loss = {"ntxent": NTXentLoss(0.1), "clip": ClipLoss(), "siglip": SigLipLoss(),
+            "moco": MoCoLoss(dim=64, queue_size=256).eval()}[name]
+    expected = loss(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss(a, b)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="alike"):
         NTXentLoss()(torch.randn(3, 4), torch.randn(2, 4))

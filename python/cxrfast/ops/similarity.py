@@ -135,7 +135,9 @@ class _SimilarityReduce(torch.autograd.Function):
     def forward(ctx, a, b, scale, bias, offset, mode, columns, backend):
         implementation = _implementation(backend)
         a32, b32 = accumulation(a).contiguous(), accumulation(b).contiguous()
-        rows, cols = implementation.forward(a32, b32, accumulation(scale), accumulation(bias), offset, mode, columns)
+        with torch.autocast(a.device.type, enabled=False):  # autocast would run the GEMMs in half precision
+            rows, cols = implementation.forward(a32, b32, accumulation(scale), accumulation(bias), offset, mode,
+                                                columns)
         ctx.save_for_backward(a, b, scale, bias, rows, cols)
         ctx.offset, ctx.mode, ctx.columns, ctx.backend = offset, mode, columns, backend
         return rows, cols
@@ -149,8 +151,9 @@ class _SimilarityReduce(torch.autograd.Function):
         use_columns = ctx.columns and grad_columns is not None
         col_stat = cols if use_columns else None
         h = grad_columns.to(a32.dtype).contiguous() if use_columns else None
-        grad_a, grad_b, weight_sum = _implementation(ctx.backend).backward(
-            a32, b32, s, accumulation(bias), ctx.offset, ctx.mode, rows, g, col_stat, h, ctx.needs_input_grad[3])
+        with torch.autocast(a.device.type, enabled=False):
+            grad_a, grad_b, weight_sum = _implementation(ctx.backend).backward(
+                a32, b32, s, accumulation(bias), ctx.offset, ctx.mode, rows, g, col_stat, h, ctx.needs_input_grad[3])
         grad_scale = (a32 * grad_a).sum() if ctx.needs_input_grad[2] else None  # Σ_ij w_ij ⟨a_i, b_j⟩
         grad_bias = weight_sum.to(bias.dtype) if ctx.needs_input_grad[3] else None
         return ((grad_a * s).to(a.dtype), (grad_b * s).to(b.dtype),
