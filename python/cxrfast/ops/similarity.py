@@ -57,10 +57,11 @@ def _reduce_rows(logits: Tensor, mode: str) -> Tensor:
 
 
 class _Blocked:
-    """The `cpu` backend: blocks of rows through torch's GEMM."""
+    """The `cpu` backend: blocks of rows through torch's GEMM, on float32 (or float64) inputs."""
 
     @staticmethod
     def forward(a, b, scale, bias, offset, mode, columns):
+        a, b, scale, bias = (accumulation(x) for x in (a, b, scale, bias))
         n, m = a.shape[0], b.shape[0]
         rows = a.new_empty(n)
         col_max, col_sum = a.new_full((m,), float("-inf")), a.new_zeros(m)
@@ -77,7 +78,8 @@ class _Blocked:
 
     @staticmethod
     def backward(a, b, scale, bias, offset, mode, row_stat, g, col_stat, h, want_bias):
-        """(W b, Wᵀ a, Σ w) with W the logits' gradient (unscaled)."""
+        """(W b, Wᵀ a, Σ w ∘ a bᵀ, Σ w) with W the logits' gradient."""
+        a, b, scale, bias = (accumulation(x) for x in (a, b, scale, bias))
         grad_a, grad_b, weight_sum = torch.zeros_like(a), torch.zeros_like(b), a.new_zeros(())
         step = _rows_per_block(b.shape[0])
         for start in range(0, a.shape[0], step):
@@ -96,28 +98,33 @@ class _Blocked:
             grad_b.addmm_(weights.t(), block)
             if want_bias:
                 weight_sum += weights.sum()
-        return grad_a, grad_b, weight_sum
+        return grad_a, grad_b, (a * grad_a).sum(), weight_sum
 
 
 class _Tiled:
-    """The `triton` and `cuda` backends: fused tile kernels with float scale and bias (one host
-    sync each), float32 accumulation."""
+    """The `triton` and `cuda` backends: fused tile kernels on the inputs' own dtype with float32
+    accumulation, scale and bias as floats (one host sync each)."""
 
     def __init__(self, kernels):
         self.kernels = kernels
 
+    @staticmethod
+    def _common(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        dtype = torch.promote_types(a.dtype, b.dtype)
+        return a.to(dtype), b.to(dtype)
+
     def forward(self, a, b, scale, bias, offset, mode, columns):
-        scale, bias = float(scale), float(bias)
+        (a, b), scale, bias = self._common(a, b), float(scale), float(bias)
         rows = self.kernels.forward_rows(a, b, scale, bias, offset, mode)
         if not columns:
-            return rows, a.new_empty(0)
+            return rows, rows.new_empty(0)
         return rows, self.kernels.forward_rows(b, a, scale, bias, None if offset is None else -offset, mode)
 
     def backward(self, a, b, scale, bias, offset, mode, row_stat, g, col_stat, h, want_bias):
-        scale, bias = float(scale), float(bias)
-        grad_a, _, weight_sums = self.kernels.backward_a(a, b, scale, bias, offset, mode, row_stat, g, col_stat, h)
+        (a, b), scale, bias = self._common(a, b), float(scale), float(bias)
+        grad_a, dots, weight_sums = self.kernels.backward_a(a, b, scale, bias, offset, mode, row_stat, g, col_stat, h)
         grad_b = self.kernels.backward_b(a, b, scale, bias, offset, mode, row_stat, g, col_stat, h)
-        return grad_a, grad_b, weight_sums.sum()
+        return grad_a, grad_b, dots.sum(), weight_sums.sum()
 
 
 def _implementation(backend: str):
@@ -133,11 +140,8 @@ def _implementation(backend: str):
 class _SimilarityReduce(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, scale, bias, offset, mode, columns, backend):
-        implementation = _implementation(backend)
-        a32, b32 = accumulation(a).contiguous(), accumulation(b).contiguous()
         with torch.autocast(a.device.type, enabled=False):  # autocast would run the GEMMs in half precision
-            rows, cols = implementation.forward(a32, b32, accumulation(scale), accumulation(bias), offset, mode,
-                                                columns)
+            rows, cols = _implementation(backend).forward(a, b, scale, bias, offset, mode, columns)
         ctx.save_for_backward(a, b, scale, bias, rows, cols)
         ctx.offset, ctx.mode, ctx.columns, ctx.backend = offset, mode, columns, backend
         return rows, cols
@@ -145,19 +149,16 @@ class _SimilarityReduce(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_rows, grad_columns):
         a, b, scale, bias, rows, cols = ctx.saved_tensors
-        a32, b32 = accumulation(a).contiguous(), accumulation(b).contiguous()
-        s = accumulation(scale)
-        g = a32.new_zeros(a32.shape[0]) if grad_rows is None else grad_rows.to(a32.dtype).contiguous()
+        g = rows.new_zeros(rows.shape) if grad_rows is None else grad_rows.to(rows.dtype).contiguous()
         use_columns = ctx.columns and grad_columns is not None
         col_stat = cols if use_columns else None
-        h = grad_columns.to(a32.dtype).contiguous() if use_columns else None
+        h = grad_columns.to(cols.dtype).contiguous() if use_columns else None
         with torch.autocast(a.device.type, enabled=False):
-            grad_a, grad_b, weight_sum = _implementation(ctx.backend).backward(
-                a32, b32, s, accumulation(bias), ctx.offset, ctx.mode, rows, g, col_stat, h, ctx.needs_input_grad[3])
-        grad_scale = (a32 * grad_a).sum() if ctx.needs_input_grad[2] else None  # Σ_ij w_ij ⟨a_i, b_j⟩
-        grad_bias = weight_sum.to(bias.dtype) if ctx.needs_input_grad[3] else None
-        return ((grad_a * s).to(a.dtype), (grad_b * s).to(b.dtype),
-                None if grad_scale is None else grad_scale.to(scale.dtype), grad_bias, None, None, None, None)
+            grad_a, grad_b, grad_scale, grad_bias = _implementation(ctx.backend).backward(
+                a, b, scale, bias, ctx.offset, ctx.mode, rows, g, col_stat, h, ctx.needs_input_grad[3])
+        s = accumulation(scale)
+        return ((grad_a * s).to(a.dtype), (grad_b * s).to(b.dtype), grad_scale.to(scale.dtype),
+                grad_bias.to(bias.dtype) if ctx.needs_input_grad[3] else None, None, None, None, None)
 
 
 def _check(a: Tensor, b: Tensor, scale: Tensor | float, bias: Tensor | float) -> tuple[Tensor, Tensor]:
@@ -165,6 +166,7 @@ def _check(a: Tensor, b: Tensor, scale: Tensor | float, bias: Tensor | float) ->
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must be (N, D) and (M, D), not {tuple(a.shape)} and {tuple(b.shape)}")
     return tuple(x if isinstance(x, Tensor) else torch.tensor(float(x), device=a.device) for x in (scale, bias))
+
 
 
 def _backend(a: Tensor) -> str:
