@@ -5,6 +5,7 @@
 #include <string>
 
 #include "display_lut.h"
+#include "similarity.h"
 #include "sparse_gather_gemm.h"
 
 namespace py = pybind11;
@@ -13,6 +14,23 @@ namespace {
 
 void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
+}
+
+// Sizes of a (n, d) and b (m, d) and the mode, as the similarity kernels need them; 64 rows or
+// columns per block, so the grid's x dimension bounds n and m.
+void check_similarity(int64_t n, int64_t m, int64_t d, int mode) {
+  if (n < 0 || m < 0 || d < 1) throw py::value_error("invalid similarity sizes");
+  if (mode != 0 && mode != 1) throw py::value_error("mode must be 0 (lse) or 1 (softplus)");
+  if (n / 64 >= INT32_MAX || m / 64 >= INT32_MAX) throw py::value_error("too many rows for one launch");
+}
+
+// The backward kernels read g always, row_stat in lse mode, col_stat and h together or not at
+// all; nothing is read when there is no logit.
+void check_similarity_weights(int64_t n, int64_t m, int mode, uintptr_t row_stat, uintptr_t g, uintptr_t col_stat,
+                              uintptr_t h) {
+  if (n == 0 || m == 0) return;
+  if (g == 0 || (mode == 0 && row_stat == 0)) throw py::value_error("g (and row_stat in lse mode) must be given");
+  if ((col_stat == 0) != (h == 0)) throw py::value_error("col_stat and h must be given together");
 }
 
 }  // namespace
@@ -69,4 +87,61 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("rows"), py::arg("table"), py::arg("weight"), py::arg("grad_out"), py::arg("grad_rows"),
       py::arg("grad_weight"), py::arg("m_out"), py::arg("channels"), py::arg("n"), py::arg("taps"),
       py::arg("stream"), "Gradients of gather_gemm_forward; grad_rows must be zeroed by the caller.");
+  m.def(
+      "similarity_forward_rows",
+      [](uintptr_t a, uintptr_t b, uintptr_t out, int64_t n, int64_t m, int64_t d, float scale, float bias,
+         bool exclude, int64_t offset, int mode, uintptr_t stream) {
+        check_similarity(n, m, d, mode);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::similarity_forward_rows(reinterpret_cast<const float*>(a),
+                                                     reinterpret_cast<const float*>(b), reinterpret_cast<float*>(out),
+                                                     n, m, d, scale, bias, exclude, offset, mode,
+                                                     reinterpret_cast<cudaStream_t>(stream)),
+              "similarity_forward_rows");
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("n"), py::arg("m"), py::arg("d"), py::arg("scale"),
+      py::arg("bias"), py::arg("exclude"), py::arg("offset"), py::arg("mode"), py::arg("stream"),
+      "out (N,) = log-sum-exp (mode 0) or sum of softplus (mode 1) over each row of scale * a b^T + bias, entry "
+      "(i, i + offset) left out with `exclude` (float32 device pointers).");
+  m.def(
+      "similarity_backward_a",
+      [](uintptr_t a, uintptr_t b, uintptr_t row_stat, uintptr_t g, uintptr_t col_stat, uintptr_t h, uintptr_t grad,
+         uintptr_t wdot, uintptr_t wsum, int64_t n, int64_t m, int64_t d, float scale, float bias, bool exclude,
+         int64_t offset, int mode, uintptr_t stream) {
+        check_similarity(n, m, d, mode);
+        check_similarity_weights(n, m, mode, row_stat, g, col_stat, h);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::similarity_backward_a(
+                  reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b),
+                  reinterpret_cast<const float*>(row_stat), reinterpret_cast<const float*>(g),
+                  reinterpret_cast<const float*>(col_stat), reinterpret_cast<const float*>(h),
+                  reinterpret_cast<float*>(grad), reinterpret_cast<float*>(wdot), reinterpret_cast<float*>(wsum), n, m,
+                  d, scale, bias, exclude, offset, mode, reinterpret_cast<cudaStream_t>(stream)),
+              "similarity_backward_a");
+      },
+      py::arg("a"), py::arg("b"), py::arg("row_stat"), py::arg("g"), py::arg("col_stat"), py::arg("h"),
+      py::arg("grad"), py::arg("wdot"), py::arg("wsum"), py::arg("n"), py::arg("m"), py::arg("d"), py::arg("scale"),
+      py::arg("bias"), py::arg("exclude"), py::arg("offset"), py::arg("mode"), py::arg("stream"),
+      "grad (N, D) = W b, wdot = rowsum(W * a b^T), wsum = rowsum(W) for the logit weights W (col_stat and h 0 "
+      "for none; row_stat 0 allowed in mode 1); outputs overwritten.");
+  m.def(
+      "similarity_backward_b",
+      [](uintptr_t a, uintptr_t b, uintptr_t row_stat, uintptr_t g, uintptr_t col_stat, uintptr_t h,
+         uintptr_t grad_b, int64_t n, int64_t m, int64_t d, float scale, float bias, bool exclude, int64_t offset,
+         int mode, uintptr_t stream) {
+        check_similarity(n, m, d, mode);
+        check_similarity_weights(n, m, mode, row_stat, g, col_stat, h);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::similarity_backward_b(
+                  reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b),
+                  reinterpret_cast<const float*>(row_stat), reinterpret_cast<const float*>(g),
+                  reinterpret_cast<const float*>(col_stat), reinterpret_cast<const float*>(h),
+                  reinterpret_cast<float*>(grad_b), n, m, d, scale, bias, exclude, offset, mode,
+                  reinterpret_cast<cudaStream_t>(stream)),
+              "similarity_backward_b");
+      },
+      py::arg("a"), py::arg("b"), py::arg("row_stat"), py::arg("g"), py::arg("col_stat"), py::arg("h"),
+      py::arg("grad_b"), py::arg("n"), py::arg("m"), py::arg("d"), py::arg("scale"), py::arg("bias"),
+      py::arg("exclude"), py::arg("offset"), py::arg("mode"), py::arg("stream"),
+      "grad_b (M, D) = W^T a for the same weights as similarity_backward_a; overwritten.");
 }
