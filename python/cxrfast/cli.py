@@ -35,6 +35,17 @@ def _phantoms(args) -> int:
     return 0
 
 
+def _prepare(args) -> int:
+    from cxrfast.data.prepare import prepare_cache
+
+    report = prepare_cache(args.src, args.out, size=args.size, workers=args.workers)
+    console = Console()
+    console.print(f"{report.images} images cached in {report.root} ({report.read} read this run)")
+    if report.errors:
+        console.print(f"[yellow]{report.errors} images could not be read: {report.root / 'errors.csv'}[/yellow]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrfast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     phantoms.add_argument("--transfer-syntax", default="explicit")
     phantoms.add_argument("--bits-stored", type=int, default=12)
     phantoms.set_defaults(run=_phantoms)
+    prepare = commands.add_parser("prepare", help="read a dataset once into a memory-mapped cache (resumable)")
+    prepare.add_argument("src", help="a folder of DICOM/PNG/JPEG files or a manifest CSV with a 'path' column")
+    prepare.add_argument("out")
+    prepare.add_argument("--size", type=int, default=512, help="shorter side of the cached images")
+    prepare.add_argument("--workers", type=int, default=None, help="reading processes (default: the cores)")
+    prepare.set_defaults(run=_prepare)
     return parser
 
 

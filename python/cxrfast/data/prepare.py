@@ -1,0 +1,166 @@
+"""`prepare_cache`: read every image of a dataset once, shrink it, and write the prepared cache
+(`cxrfast.data.prepared_cache` describes the layout).
+
+Images are read and shrunk in worker processes (spawned: forking a process that has run torch's
+thread pools can deadlock) and written by this one, shard by shard, in source order. A shard is
+complete once its index is renamed into place, so a run killed at any moment loses at most the
+shard it was writing, and running again continues: images already in a complete shard are not
+read again, new images in the source are added, and images that failed are tried again (a fixed
+file gets in). An image that cannot be read is recorded with its reason and the rest proceeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from cxrfast.data.area_resize import shorter_side_shape, shrink
+from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE, PIXEL_DTYPE,
+                                         PIXEL_SCALE, SETTINGS_FILE, shard_paths, write_atomically)
+from cxrfast.data.sources import Source, find_sources, load_image
+from cxrfast.errors import DataError
+
+SHARD_IMAGES = 256
+
+
+@dataclass(frozen=True)
+class PrepareReport:
+    root: Path
+    images: int  # cached, this run and earlier ones
+    errors: int  # unreadable, listed in errors.csv
+    read: int  # images (and failures) this run read; the rest came from earlier runs
+
+
+def _load(path: Path, size: int) -> tuple:
+    """In a worker: ("ok", uint16 pixels, metadata, source shape) or ("error", reason)."""
+    try:
+        image = load_image(path)
+        pixels = image.pixels
+        shrunk = shrink(pixels, shorter_side_shape(*pixels.shape, size))
+        stored = np.rint(np.clip(shrunk, 0.0, 1.0) * PIXEL_SCALE).astype(PIXEL_DTYPE)
+        return "ok", stored, image.metadata, pixels.shape
+    except Exception as e:  # noqa: BLE001 — any failure of one file is that file's error, not the run's
+        return "error", f"{type(e).__name__}: {e}"
+
+
+def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int = 512, workers: int | None = None,
+                  shard_images: int = SHARD_IMAGES, progress: bool = True) -> PrepareReport:
+    """Prepare (or finish preparing) the cache of the images under `src` (a folder or a manifest
+    CSV) in `out`, shorter sides shrunk to `size`. `workers`: reading processes (default: the
+    cores; 0 reads in this process)."""
+    if size < 1 or shard_images < 1:
+        raise ValueError("size and shard_images must be positive")
+    sources = find_sources(src)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    _claim(root, {"format": FORMAT_VERSION, "size": size})
+    shards = _complete_shards(root)
+    done = {item["name"] for index in shards.values() for item in index["images"]}
+    todo = [s for s in sources if s.name not in done]
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    load = partial(_load, size=size)
+    with Progress(disable=not progress) as bar, _Workers(workers, len(todo)) as pool:
+        task = bar.add_task(f"prepare → {root}", total=len(sources), completed=len(sources) - len(todo))
+        mapper = pool.imap if pool is not None else map
+        for start in range(0, len(todo), shard_images):
+            chunk = todo[start:start + shard_images]
+            shard = max(shards, default=-1) + 1
+            results = mapper(load, [s.path for s in chunk])
+            shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task))
+    images, errors = _write_manifest(root, sources, shards)
+    return PrepareReport(root, images, errors, len(todo))
+
+
+def _claim(root: Path, settings: dict) -> None:
+    """Record the settings, or check that an existing cache was prepared with the same ones."""
+    path = root / SETTINGS_FILE
+    if path.exists():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != settings:
+            raise DataError(f"{root}: prepared with {found}, not {settings}; use another folder")
+        return
+    if any(root.iterdir()):
+        raise DataError(f"{root}: not empty and not a prepared cache; refusing to write into it")
+    write_atomically(path, json.dumps(settings))
+
+
+def _complete_shards(root: Path) -> dict[int, dict]:
+    shards = {}
+    for index_path in sorted(root.glob("shard-*.json")):
+        shard = int(index_path.stem.split("-")[1])
+        shards[shard] = json.loads(index_path.read_text(encoding="utf-8"))
+    return shards
+
+
+class _Workers:
+    """A spawned process pool, or none (reading in this process) for 0 workers or little work."""
+
+    def __init__(self, workers: int, tasks: int):
+        self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 0 and tasks > 1 else None
+
+    def __enter__(self):
+        return self.pool
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            if exc[0] is None:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+
+
+def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance) -> dict:
+    data_path, index_path = shard_paths(root, shard)
+    index = {"images": [], "errors": []}
+    offset = 0
+    partial_data = data_path.with_name(data_path.name + ".part")
+    with open(partial_data, "wb") as f:
+        for source, result in zip(chunk, results):
+            if result[0] == "error":
+                index["errors"].append({"name": source.name, "reason": result[1]})
+            else:
+                _, pixels, metadata, source_shape = result
+                f.write(pixels.tobytes())
+                index["images"].append({"name": source.name, "offset": offset, "rows": pixels.shape[0],
+                                        "columns": pixels.shape[1], "source_rows": source_shape[0],
+                                        "source_columns": source_shape[1], **metadata})
+                offset += pixels.size
+            advance()
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial_data, data_path)
+    write_atomically(index_path, json.dumps(index))
+    return index
+
+
+def _write_manifest(root: Path, sources: list[Source], shards: dict[int, dict]) -> tuple[int, int]:
+    """manifest.csv and errors.csv over the current sources, in their order."""
+    found, failed = {}, {}
+    for shard, index in shards.items():
+        for item in index["images"]:
+            found[item["name"]] = {"shard": shard, **item}
+        for item in index["errors"]:
+            failed[item["name"]] = item["reason"]
+    rows = [{**found[s.name], **s.columns} for s in sources if s.name in found]
+    extra = list(dict.fromkeys(k for row in rows for k in row if k not in LOCATION))
+    manifest = io.StringIO()
+    writer = csv.DictWriter(manifest, fieldnames=[*LOCATION, *extra], restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    errors = io.StringIO()
+    error_writer = csv.writer(errors)
+    error_writer.writerow(["name", "reason"])
+    error_writer.writerows((s.name, failed[s.name]) for s in sources if s.name in failed and s.name not in found)
+    write_atomically(root / ERRORS_FILE, errors.getvalue())
+    write_atomically(root / MANIFEST_FILE, manifest.getvalue())
+    return len(rows), sum(1 for s in sources if s.name in failed and s.name not in found)
