@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cxrfast.losses import ClipLoss, NTXentLoss, SigLipLoss
+from cxrfast.losses import ClipLoss, MoCoLoss, NTXentLoss, SigLipLoss
 
 WORLD, PER_RANK, DIM = 2, 5, 7
 LOSSES = {"nt_xent": lambda gather: NTXentLoss(0.3, gather_distributed=gather),
@@ -57,3 +57,29 @@ def test_gathered_negatives_equal_one_process_with_the_global_batch(name, tmp_pa
     # Without the gather each rank sees only its own negatives: a different loss.
     local = LOSSES[name](False)(inputs[0][:PER_RANK], inputs[1][:PER_RANK])
     assert not torch.allclose(local, ranks[0]["loss"])
+
+
+def _moco_rank(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        query, key = _inputs()
+        rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+        loss = MoCoLoss(dim=DIM, queue_size=16, reduction="none")
+        losses = [loss(query[rows], key[rows]) for _ in range(2)]  # the second step reads the first's keys
+        torch.save({"losses": losses, "queue": loss.queue, "ptr": loss.queue_ptr}, f"{out_dir}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_moco_queues_take_every_ranks_keys(tmp_path):
+    mp.spawn(_moco_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    query, key = _inputs()
+    loss = MoCoLoss(dim=DIM, queue_size=16, reduction="none")
+    expected = [loss(query, key) for _ in range(2)]
+    for rank in range(WORLD):
+        result = torch.load(tmp_path / f"{rank}.pt")
+        rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+        for got, full in zip(result["losses"], expected):
+            torch.testing.assert_close(got, full[rows])
+        torch.testing.assert_close(result["queue"], loss.queue)
+        assert int(result["ptr"]) == int(loss.queue_ptr)

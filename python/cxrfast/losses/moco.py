@@ -4,11 +4,16 @@ Logits per query are [q·k⁺, q·queueᵀ] / T with the positive at index 0 (Mo
 is their cross-entropy. The queue is read before this batch's keys are enqueued, is owned by the
 module, and is saved with its state dict (queue and write pointer). MoCo v3 multiplies the loss
 by 2T (`scale_by_2t`). Queries and keys are normalised inside; keys carry no gradient.
+
+In a process group every rank enqueues every rank's keys, in rank order (MoCo's
+concat_all_gather), so the queues stay identical across ranks and equal to one process holding
+the global batch.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -47,6 +52,10 @@ class MoCoLoss(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, keys: Tensor) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
+            dist.all_gather(gathered, keys.contiguous())
+            keys = torch.cat(gathered)
         size, n = self.queue.shape[0], keys.shape[0]
         kept = keys[-size:]  # a batch larger than the queue leaves only its newest keys
         rows = (self.queue_ptr + n - len(kept) + torch.arange(len(kept), device=keys.device)) % size
