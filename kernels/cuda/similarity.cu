@@ -159,6 +159,48 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// grad[o, :] (+)= Σ_t w(o, t) · other[t0 + t, :] for the 64 owners from o0, one D chunk of
+// `other` at a time through `os`; w(o, t) is ws[o][t], or ws[t][o] when `kTransposed` (grad_b
+// owns the tile's columns). Thread (ty, tx) owns o0 + ty + 16r and entries k0 + tx + 16c; `first`
+// stores instead of adding (the first tile), so no caller zeroes the gradient. `os` must be free
+// (tile_dots ends synchronised); the first chunk's barrier also publishes ws, written just before.
+template <bool kTransposed>
+__device__ void accumulate_gradient(const Weights& ws, Chunk& os, const float* __restrict__ other, int64_t other_rows,
+                                    int64_t t0, float* __restrict__ grad, int64_t owners, int64_t o0, int64_t d,
+                                    bool first) {
+  for (int64_t k0 = 0; k0 < d; k0 += kChunk) {
+    load_chunk(os, other, other_rows, t0, k0, d);  // os[k][t] = other[t0 + t, k0 + k]
+    __syncthreads();
+    float part[kSub][kOut] = {};
+#pragma unroll 8
+    for (int t = 0; t < kTile; ++t) {
+      float ov[kOut];
+#pragma unroll
+      for (int c = 0; c < kOut; ++c) ov[c] = os[threadIdx.x + kSide * c][t];
+#pragma unroll
+      for (int r = 0; r < kSub; ++r) {
+        const int o = threadIdx.y + kSide * r;
+        const float w = kTransposed ? ws[t][o] : ws[o][t];
+#pragma unroll
+        for (int c = 0; c < kOut; ++c) part[r][c] += w * ov[c];
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kSub; ++r) {
+      const int64_t o = o0 + threadIdx.y + kSide * r;
+#pragma unroll
+      for (int c = 0; c < kOut; ++c) {
+        const int64_t k = k0 + threadIdx.x + kSide * c;
+        if (o < owners && k < d) {
+          float* p = grad + o * d + k;
+          *p = first ? part[r][c] : *p + part[r][c];
+        }
+      }
+    }
+    __syncthreads();  // os is reloaded next chunk, ws rewritten next tile
+  }
+}
+
 // The gradient of a block's 64 rows is 64 × D, too much for registers when D is large, and it
 // sums over every column tile. Each column tile's logits are computed once, turned into w in
 // shared memory, and multiplied by that tile of b one D chunk at a time; the partial gradient
@@ -207,38 +249,7 @@ __global__ void __launch_bounds__(kThreads)
         ws[threadIdx.y + kSide * r][threadIdx.x + kSide * c] = w;
       }
     }
-    // bs is free (tile_dots ended synchronised); the first chunk's barrier (d >= 1) also
-    // publishes ws before it is read.
-    for (int64_t k0 = 0; k0 < d; k0 += kChunk) {
-      load_chunk(bs, b, m, j0, k0, d);  // bs[k][jj] = b[j0 + jj, k0 + k]
-      __syncthreads();
-      float part[kSub][kOut] = {};
-#pragma unroll 8
-      for (int jj = 0; jj < kTile; ++jj) {
-        float bv[kOut];
-#pragma unroll
-        for (int c = 0; c < kOut; ++c) bv[c] = bs[threadIdx.x + kSide * c][jj];
-#pragma unroll
-        for (int r = 0; r < kSub; ++r) {
-          const float w = ws[threadIdx.y + kSide * r][jj];
-#pragma unroll
-          for (int c = 0; c < kOut; ++c) part[r][c] += w * bv[c];
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < kSub; ++r) {
-        const int64_t i = i0 + threadIdx.y + kSide * r;
-#pragma unroll
-        for (int c = 0; c < kOut; ++c) {
-          const int64_t k = k0 + threadIdx.x + kSide * c;
-          if (i < n && k < d) {
-            float* p = grad + i * d + k;
-            *p = j0 == 0 ? part[r][c] : *p + part[r][c];
-          }
-        }
-      }
-      __syncthreads();  // bs is reloaded next chunk, ws rewritten next tile
-    }
+    accumulate_gradient<false>(ws, bs, b, m, j0, grad, n, i0, d, j0 == 0);
   }
 #pragma unroll
   for (int r = 0; r < kSub; ++r) {
@@ -283,38 +294,7 @@ __global__ void __launch_bounds__(kThreads)
                                               : 0.0f;
       }
     }
-    // As in backward_a, the first chunk's barrier publishes ws. Thread (ty, tx) now owns
-    // columns j0 + ty + 16r and gradient entries k0 + tx + 16c.
-    for (int64_t k0 = 0; k0 < d; k0 += kChunk) {
-      load_chunk(as, a, n, i0, k0, d);  // as[k][ii] = a[i0 + ii, k0 + k]
-      __syncthreads();
-      float part[kSub][kOut] = {};
-#pragma unroll 8
-      for (int ii = 0; ii < kTile; ++ii) {
-        float av[kOut];
-#pragma unroll
-        for (int c = 0; c < kOut; ++c) av[c] = as[threadIdx.x + kSide * c][ii];
-#pragma unroll
-        for (int r = 0; r < kSub; ++r) {
-          const float w = ws[ii][threadIdx.y + kSide * r];
-#pragma unroll
-          for (int c = 0; c < kOut; ++c) part[r][c] += w * av[c];
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < kSub; ++r) {
-        const int64_t j = j0 + threadIdx.y + kSide * r;
-#pragma unroll
-        for (int c = 0; c < kOut; ++c) {
-          const int64_t k = k0 + threadIdx.x + kSide * c;
-          if (j < m && k < d) {
-            float* p = grad_b + j * d + k;
-            *p = i0 == 0 ? part[r][c] : *p + part[r][c];
-          }
-        }
-      }
-      __syncthreads();  // as is reloaded next chunk, ws rewritten next tile
-    }
+    accumulate_gradient<true>(ws, as, a, n, i0, grad_b, m, j0, d, i0 == 0);
   }
 }
 

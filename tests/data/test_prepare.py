@@ -70,6 +70,12 @@ def dataset(tmp_path):
     return src, {name: _block_mean(values) for name, values in expected.items()}
 
 
+def _assert_same(got: PreparedCache, expected: PreparedCache) -> None:
+    assert [r["name"] for r in got.records] == [r["name"] for r in expected.records]
+    for i in range(len(expected)):
+        np.testing.assert_array_equal(got.pixels(i), expected.pixels(i))
+
+
 def test_every_image_equals_its_independent_reading(dataset, tmp_path):
     src, expected = dataset
     report = prepare_cache(src, tmp_path / "cache", size=SIZE, workers=0, shard_images=3, progress=False)
@@ -115,10 +121,7 @@ def test_a_killed_run_resumes_where_it_stopped(dataset, tmp_path, monkeypatch):
     # The two complete shards held 4 sources (images or failures); failures are tried again.
     first_four = sorted(expected.keys() | {"dicom/corrupt.dcm", "truncated.png"})[:4]
     assert report.read == len(expected) + 2 - sum(name in expected for name in first_four)
-    one_shot, resumed = PreparedCache(whole), PreparedCache(tmp_path / "resumed")
-    assert [r["name"] for r in resumed.records] == [r["name"] for r in one_shot.records]
-    for i in range(len(one_shot)):
-        np.testing.assert_array_equal(resumed.pixels(i), one_shot.pixels(i))
+    _assert_same(PreparedCache(tmp_path / "resumed"), PreparedCache(whole))
 
 
 def test_a_second_run_reads_nothing_and_new_files_are_added(dataset, tmp_path):
@@ -144,10 +147,7 @@ def test_worker_processes_give_the_same_cache(dataset, tmp_path):
     src, _ = dataset
     prepare_cache(src, tmp_path / "inline", size=SIZE, workers=0, progress=False)
     prepare_cache(src, tmp_path / "pool", size=SIZE, workers=2, progress=False)
-    inline, pool = PreparedCache(tmp_path / "inline"), PreparedCache(tmp_path / "pool")
-    assert [r["name"] for r in pool.records] == [r["name"] for r in inline.records]
-    for i in range(len(inline)):
-        np.testing.assert_array_equal(pool.pixels(i), inline.pixels(i))
+    _assert_same(PreparedCache(tmp_path / "pool"), PreparedCache(tmp_path / "inline"))
 
 
 def test_settings_and_folders_are_checked(dataset, tmp_path):

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from cxrfast.losses.distributed import gather_rows
-from cxrfast.losses.logit_scale import LogitScale
-from cxrfast.losses.reduction import check_reduction, reduce
+from cxrfast.losses.image_text import ImageTextLoss
+from cxrfast.losses.reduction import reduce
 from cxrfast.ops.similarity import accumulation, similarity_lse
 
 
@@ -53,17 +53,12 @@ def clip_loss(image: Tensor, text: Tensor, logit_scale: Tensor | float, labels: 
     return reduce(((image_lse - image_positive) + (text_lse - text_positive)) / 2, reduction)
 
 
-class ClipLoss(LogitScale):
+class ClipLoss(ImageTextLoss):
     """Owns a learnable log scale, initialised at log(1/0.07) and clamped at log(100) when
     exponentiated, and optionally a learnable bias; both may instead be passed per call."""
 
+    pair_loss = staticmethod(clip_loss)
+
     def __init__(self, init_logit_scale: float = 1 / 0.07, max_logit_scale: float = 100.0, learnable: bool = True,
                  init_logit_bias: float | None = None, gather_distributed: bool = False, reduction: str = "mean"):
-        super().__init__(init_logit_scale, max_logit_scale, learnable, init_logit_bias)
-        self.gather_distributed = gather_distributed
-        self.reduction = check_reduction(reduction)
-
-    def forward(self, image: Tensor, text: Tensor, labels: Tensor | None = None, logit_scale: Tensor | None = None,
-                logit_bias: Tensor | None = None) -> Tensor:
-        scale, bias = self.resolve(logit_scale, logit_bias)
-        return clip_loss(image, text, scale, labels, self.reduction, bias, self.gather_distributed)
+        super().__init__(init_logit_scale, max_logit_scale, learnable, init_logit_bias, gather_distributed, reduction)

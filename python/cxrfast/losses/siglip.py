@@ -16,8 +16,8 @@ from torch import Tensor
 
 from cxrfast.losses.clip import check_pairs
 from cxrfast.losses.distributed import gather_rows
-from cxrfast.losses.logit_scale import LogitScale
-from cxrfast.losses.reduction import check_reduction, reduce
+from cxrfast.losses.image_text import ImageTextLoss
+from cxrfast.losses.reduction import reduce
 from cxrfast.ops.similarity import accumulation, similarity_softplus
 
 
@@ -33,17 +33,12 @@ def siglip_loss(image: Tensor, text: Tensor, logit_scale: Tensor | float, logit_
     return reduce(negatives - positives, reduction)
 
 
-class SigLipLoss(LogitScale):
+class SigLipLoss(ImageTextLoss):
     """Owns a learnable log scale and bias, initialised as in the SigLIP paper (scale 10, bias
     −10) and the scale clamped at 100 when exponentiated; both may instead be passed per call."""
 
+    pair_loss = staticmethod(siglip_loss)
+
     def __init__(self, init_logit_scale: float = 10.0, init_logit_bias: float = -10.0, max_logit_scale: float = 100.0,
                  learnable: bool = True, gather_distributed: bool = False, reduction: str = "mean"):
-        super().__init__(init_logit_scale, max_logit_scale, learnable, init_logit_bias)
-        self.gather_distributed = gather_distributed
-        self.reduction = check_reduction(reduction)
-
-    def forward(self, image: Tensor, text: Tensor, labels: Tensor | None = None, logit_scale: Tensor | None = None,
-                logit_bias: Tensor | None = None) -> Tensor:
-        scale, bias = self.resolve(logit_scale, logit_bias)
-        return siglip_loss(image, text, scale, bias, labels, self.reduction, self.gather_distributed)
+        super().__init__(init_logit_scale, max_logit_scale, learnable, init_logit_bias, gather_distributed, reduction)
