@@ -1,0 +1,160 @@
+"""Augmentations for radiographs, on batches of 1-channel images (B, 1, H, W) in [0, 1], any
+device, each sample with its own parameters drawn from an explicit generator.
+
+Geometry is one resampling per batch: the random resized crop (area and aspect as torchvision's
+RandomResizedCrop draws them), a small rotation about the crop's centre and an optional
+horizontal flip compose into one affine map per sample, sampled bilinearly by `grid_sample`.
+Where a crop is at least twice the output in both directions the source is first area-averaged
+by the whole factor k, so that bilinear sampling never skips pixels (it would alias the fine
+texture of a film); samples sharing k are pooled together. Horizontal flips are off by default:
+laterality matters on a radiograph (the heart is on the patient's left).
+
+Intensity follows: brightness (added), contrast (scaled about the image mean), gamma, then a
+Gaussian blur with a per-sample sigma, reflected at the borders (a radiograph's edge continues
+its anatomy better than black does); outputs are clamped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CROP_TRIES = 10  # as torchvision, then the centre crop of the closest aspect
+
+
+@dataclass(frozen=True)
+class ViewAugment:
+    size: tuple[int, int] = (224, 224)
+    scale: tuple[float, float] = (0.35, 1.0)  # crop area, as a fraction of the image
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # crop width / height, drawn log-uniformly
+    rotation: float = 10.0  # degrees, uniform in ±rotation
+    hflip: float = 0.0  # probability
+    brightness: float = 0.2  # added offset, uniform in ±brightness
+    contrast: float = 0.2  # factor about the mean, uniform in 1 ± contrast
+    gamma: float = 0.2  # exponent exp(u), u uniform in ±gamma
+    blur: float = 0.5  # probability
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # output pixels
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, int):
+            object.__setattr__(self, "size", (self.size, self.size))
+        checks = {"size": min(self.size) >= 1, "scale": 0 < self.scale[0] <= self.scale[1] <= 1,
+                  "ratio": 0 < self.ratio[0] <= self.ratio[1], "rotation": 0 <= self.rotation <= 180,
+                  "hflip": 0 <= self.hflip <= 1, "brightness": 0 <= self.brightness <= 1,
+                  "contrast": 0 <= self.contrast <= 1, "gamma": self.gamma >= 0, "blur": 0 <= self.blur <= 1,
+                  "blur_sigma": 0 < self.blur_sigma[0] <= self.blur_sigma[1]}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"ViewAugment.{name} = {getattr(self, name)!r} is out of range")
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """(B, 1, H, W) float in [0, 1] -> one augmented view (B, 1, *size)."""
+        _check(images)
+        b, _, height, width = images.shape
+        draw = lambda *shape: torch.rand(*shape, generator=generator).to(images.device)  # noqa: E731
+        boxes = crop_boxes(b, height, width, self.scale, self.ratio, generator).to(images.device)
+        angles = (draw(b) * 2 - 1) * self.rotation
+        flips = draw(b) < self.hflip
+        views = resample(images, boxes, angles, flips, self.size)
+        views = jitter(views, (draw(b) * 2 - 1) * self.brightness, 1 + (draw(b) * 2 - 1) * self.contrast,
+                       torch.exp((draw(b) * 2 - 1) * self.gamma))
+        sigma = self.blur_sigma[0] + draw(b) * (self.blur_sigma[1] - self.blur_sigma[0])
+        return gaussian_blur(views, torch.where(draw(b) < self.blur, sigma, torch.zeros_like(sigma)),
+                             self.blur_sigma[1])
+
+    def views(self, images: Tensor, count: int, generator: torch.Generator) -> list[Tensor]:
+        """`count` independent views of every image (SimCLR and MoCo take two)."""
+        return [self(images, generator) for _ in range(count)]
+
+
+def _check(images: Tensor) -> None:
+    if images.ndim != 4 or images.shape[1] != 1 or not images.is_floating_point():
+        raise ValueError(f"images must be a float (B, 1, H, W) batch, not {images.dtype} {tuple(images.shape)}")
+
+
+def crop_boxes(count: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+               generator: torch.Generator) -> Tensor:
+    """(count, 4) crops as (top, left, height, width) in pixels: area uniform in `scale` of the
+    image, aspect log-uniform in `ratio`, placed uniformly inside; the first of CROP_TRIES draws
+    that fits, else the centre crop of the aspect closest to the image's."""
+    area = height * width * (scale[0] + torch.rand(count, CROP_TRIES, generator=generator) * (scale[1] - scale[0]))
+    log_ratio = torch.rand(count, CROP_TRIES, generator=generator) * math.log(ratio[1] / ratio[0]) + math.log(ratio[0])
+    aspect = torch.exp(log_ratio)
+    w, h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
+    fits = (w <= width) & (h <= height)
+    first = fits.float().argmax(1)  # the first fitting try (0 when none fits)
+    w, h = w.gather(1, first[:, None])[:, 0], h.gather(1, first[:, None])[:, 0]
+    fallback_w = min(width, height * ratio[1]) if width / height > ratio[1] else width
+    fallback_h = min(height, width / ratio[0]) if width / height < ratio[0] else height
+    found = fits.any(1)
+    w = torch.where(found, w, torch.full_like(w, fallback_w))
+    h = torch.where(found, h, torch.full_like(h, fallback_h))
+    place = torch.rand(count, 2, generator=generator)
+    top = torch.where(found, place[:, 0] * (height - h), (height - h) / 2)
+    left = torch.where(found, place[:, 1] * (width - w), (width - w) / 2)
+    return torch.stack([top, left, h, w], 1)
+
+
+def affine(boxes: Tensor, angles: Tensor, flips: Tensor, height: int, width: int) -> Tensor:
+    """(B, 2, 3) maps from output to source coordinates (affine_grid's normalised ones): the
+    output square spans the crop, turned by `angles` degrees (positive turns the image content
+    counter-clockwise on screen) about the crop's centre, mirrored left-right where `flips`."""
+    top, left, h, w = boxes.unbind(1)
+    theta = torch.deg2rad(angles.to(boxes.dtype))
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    half_w = torch.where(flips, -w, w) / 2
+    half_h = h / 2
+    # Rotation in pixels (square), then to normalised x (2/width) and y (2/height).
+    rows = [torch.stack([cos * half_w, -sin * half_h, left + w / 2], 1) * (2 / width),
+            torch.stack([sin * half_w, cos * half_h, top + h / 2], 1) * (2 / height)]
+    matrix = torch.stack(rows, 1)
+    matrix[:, :, 2] -= 1
+    return matrix
+
+
+def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size: tuple[int, int]) -> Tensor:
+    """The crops, turned and mirrored, sampled to `size`, area-prefiltered where they shrink by 2
+    or more."""
+    b, _, height, width = images.shape
+    matrix = affine(boxes, angles, flips, height, width).to(images.dtype)
+    factor = torch.minimum(boxes[:, 2] / size[0], boxes[:, 3] / size[1]).floor().clamp(min=1).long()
+    out = images.new_empty(b, 1, *size)
+    for k in factor.unique().tolist():
+        members = (factor == k).nonzero()[:, 0]
+        source = images[members]
+        if k > 1:  # normalised coordinates are resolution-free, so the map stays the same
+            source = F.adaptive_avg_pool2d(source, (math.ceil(height / k), math.ceil(width / k)))
+        grid = F.affine_grid(matrix[members], [len(members), 1, *size], align_corners=False)
+        out[members] = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out
+
+
+def jitter(images: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor) -> Tensor:
+    """Per sample: + brightness, then × contrast about the mean, then ^ gamma, clamped to [0, 1]."""
+    shape = (-1, 1, 1, 1)
+    images = images + brightness.view(shape)
+    mean = images.mean((1, 2, 3), keepdim=True)
+    images = (images - mean) * contrast.view(shape) + mean
+    return images.clamp(0, 1).pow(gamma.view(shape))
+
+
+def gaussian_blur(images: Tensor, sigma: Tensor, max_sigma: float) -> Tensor:
+    """Per-sample separable Gaussian blur (sigma 0: unchanged), reflected at the borders; one
+    grouped convolution per direction for the whole batch."""
+    if not bool((sigma > 0).any()):
+        return images
+    b, _, height, width = images.shape
+    radius = min(math.ceil(3 * max_sigma), height - 1, width - 1)
+    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    safe = sigma.clamp(min=1e-6).to(images.dtype)[:, None]
+    kernel = torch.exp(-0.5 * (taps[None, :] / safe) ** 2)
+    kernel = torch.where((sigma > 0)[:, None], kernel, (taps == 0).to(images.dtype)[None, :])
+    kernel = kernel / kernel.sum(1, keepdim=True)
+    flat = F.pad(images.view(1, b, height, width), (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(b, 1, 1, -1), groups=b)
+    flat = F.conv2d(flat, kernel.view(b, 1, -1, 1), groups=b)
+    return flat.view(b, 1, height, width)
