@@ -14,6 +14,7 @@ from cxrfast.data.prepared_cache import PreparedCache
 from cxrfast.data.sources import load_image
 from cxrfast.io.png_writer import write_png
 
+
 def _folder(tmp_path, count=6):
     src = tmp_path / "src"
     src.mkdir()
@@ -22,12 +23,14 @@ def _folder(tmp_path, count=6):
         write_png(src / f"{i}.png", g.random((60 + 4 * i, 50)).astype(np.float32), bits=16)
     return src
 
+
 def test_image_files_read_as_the_reader_does(tmp_path):
     src = _folder(tmp_path)
     files = ImageFiles(src)
     assert len(files) == 6
     for i, source in enumerate(files.sources):
         np.testing.assert_array_equal(files[i][0].numpy(), load_image(source.path).pixels)
+
 
 def test_views_depend_on_seed_epoch_and_index_only(tmp_path):
     src = _folder(tmp_path)
@@ -44,6 +47,7 @@ def test_views_depend_on_seed_epoch_and_index_only(tmp_path):
     assert not torch.equal(views[0][0], first)
     views.set_epoch(0)
     torch.testing.assert_close(views[0][0], first)
+
 
 def test_views_of_the_prepared_cache(tmp_path):
     src = _folder(tmp_path)
