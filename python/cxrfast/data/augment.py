@@ -123,12 +123,14 @@ def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size:
     matrix = affine(boxes, angles, flips, height, width).to(images.dtype)
     factor = torch.minimum(boxes[:, 2] / size[0], boxes[:, 3] / size[1]).floor().clamp(min=1).long()
     out = images.new_empty(b, 1, *size)
-    for k in factor.unique().tolist():
-        members = (factor == k).nonzero()[:, 0]
+    groups = factor.unique().tolist()
+    for k in groups:
+        # One group (a single image, or crops of like size): no copy of the whole batch.
+        members = slice(None) if len(groups) == 1 else (factor == k).nonzero()[:, 0]
         source = images[members]
         if k > 1:  # normalised coordinates are resolution-free, so the map stays the same
             source = F.adaptive_avg_pool2d(source, (math.ceil(height / k), math.ceil(width / k)))
-        grid = F.affine_grid(matrix[members], [len(members), 1, *size], align_corners=False)
+        grid = F.affine_grid(matrix[members], [source.shape[0], 1, *size], align_corners=False)
         out[members] = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out
 
