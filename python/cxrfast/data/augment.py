@@ -118,7 +118,8 @@ def affine(boxes: Tensor, angles: Tensor, flips: Tensor, height: int, width: int
 
 def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size: tuple[int, int]) -> Tensor:
     """The crops, turned and mirrored, sampled to `size`, area-prefiltered where they shrink by 2
-    or more."""
+    or more. Only the part of the source that the crops cover is pooled, in k × k blocks aligned
+    with the crops' top-left corner."""
     b, _, height, width = images.shape
     matrix = affine(boxes, angles, flips, height, width).to(images.dtype)
     factor = torch.minimum(boxes[:, 2] / size[0], boxes[:, 3] / size[1]).floor().clamp(min=1).long()
@@ -127,12 +128,39 @@ def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size:
     for k in groups:
         # One group (a single image, or crops of like size): no copy of the whole batch.
         members = slice(None) if len(groups) == 1 else (factor == k).nonzero()[:, 0]
-        source = images[members]
-        if k > 1:  # normalised coordinates are resolution-free, so the map stays the same
-            source = F.adaptive_avg_pool2d(source, (math.ceil(height / k), math.ceil(width / k)))
-        grid = F.affine_grid(matrix[members], [source.shape[0], 1, *size], align_corners=False)
+        (top, rows), (left, columns) = _covered(matrix[members], height, width, k)
+        source = images[members][..., top:top + rows * k, left:left + columns * k]
+        if k > 1:  # a block past the image's edge averages the pixels it has
+            source = F.avg_pool2d(source, k, ceil_mode=True)
+        local = _to_region(matrix[members], height, width, (top, rows * k), (left, columns * k))
+        grid = F.affine_grid(local, [source.shape[0], 1, *size], align_corners=False)
         out[members] = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out
+
+
+def _covered(matrix: Tensor, height: int, width: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(start, blocks) of k-pixel blocks along rows and along columns covering every crop's
+    corners with two blocks to spare (the sampling footprint), starting inside the image."""
+    corners = torch.tensor([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, 1.0, 1.0]],
+                           dtype=matrix.dtype, device=matrix.device)
+    points = corners @ matrix.transpose(1, 2)  # (B, 4, 2) normalised source x, y
+    spans = []
+    for values, extent in (((points[..., 1] + 1) * height / 2, height), ((points[..., 0] + 1) * width / 2, width)):
+        low = math.floor(float(values.min()))
+        start = max(low - 2 * k, low % k)  # stays aligned with the crop's corner
+        end = min(extent, math.ceil(float(values.max())) + 2 * k)
+        spans.append((start, max(1, math.ceil((end - start) / k))))
+    return spans[0], spans[1]
+
+
+def _to_region(matrix: Tensor, height: int, width: int, rows: tuple[int, int], columns: tuple[int, int]) -> Tensor:
+    """The maps in the normalised coordinates of a region given as (start, extent) in pixels:
+    x' = x · W / extent + (W − 2·start) / extent − 1, and likewise for y."""
+    local = matrix.clone()
+    for row, full, (start, extent) in ((0, width, columns), (1, height, rows)):
+        local[:, row] *= full / extent
+        local[:, row, 2] += (full - 2 * start) / extent - 1
+    return local
 
 
 def jitter(images: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor) -> Tensor:
