@@ -173,8 +173,9 @@ def jitter(images: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor) 
 
 
 def gaussian_blur(images: Tensor, sigma: Tensor, max_sigma: float) -> Tensor:
-    """Per-sample separable Gaussian blur (sigma 0: unchanged), reflected at the borders; one
-    grouped convolution per direction for the whole batch."""
+    """Per-sample separable Gaussian blur (sigma 0: unchanged), reflected at the borders. Each
+    direction is a sum of shifted copies weighted per sample: for kernels this small that is
+    several times faster on the CPU than a grouped convolution."""
     if not bool((sigma > 0).any()):
         return images
     b, _, height, width = images.shape
@@ -183,8 +184,12 @@ def gaussian_blur(images: Tensor, sigma: Tensor, max_sigma: float) -> Tensor:
     safe = sigma.clamp(min=1e-6).to(images.dtype)[:, None]
     kernel = torch.exp(-0.5 * (taps[None, :] / safe) ** 2)
     kernel = torch.where((sigma > 0)[:, None], kernel, (taps == 0).to(images.dtype)[None, :])
-    kernel = kernel / kernel.sum(1, keepdim=True)
-    flat = F.pad(images.view(1, b, height, width), (radius, radius, radius, radius), mode="reflect")
-    flat = F.conv2d(flat, kernel.view(b, 1, 1, -1), groups=b)
-    flat = F.conv2d(flat, kernel.view(b, 1, -1, 1), groups=b)
-    return flat.view(b, 1, height, width)
+    weights = (kernel / kernel.sum(1, keepdim=True)).T.reshape(-1, b, 1, 1, 1)  # (taps, B, 1, 1, 1)
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    rows = padded[..., :, 0:width] * weights[0]
+    for t in range(1, 2 * radius + 1):
+        rows.addcmul_(padded[..., :, t:t + width], weights[t])
+    out = rows[..., 0:height, :] * weights[0]
+    for t in range(1, 2 * radius + 1):
+        out.addcmul_(rows[..., t:t + height, :], weights[t])
+    return out
