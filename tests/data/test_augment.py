@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cxrfast.data.augment import ViewAugment, crop_boxes, gaussian_blur, jitter, resample
+from cxrfast.data.augment import ViewAugment, crop_boxes, gaussian_blur, jitter, resample, resize_center
 
 IDENTITY = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), rotation=0.0, brightness=0.0, contrast=0.0, gamma=0.0, blur=0.0)
 
@@ -41,6 +41,14 @@ def test_crops_equal_interpolating_the_region(box, size):
     expected = F.interpolate(F.avg_pool2d(region, factor) if factor > 1 else region, size=size, mode="bilinear",
                              align_corners=False)
     torch.testing.assert_close(_resample(images, box, size=size), expected, atol=1e-5, rtol=0)
+
+
+def test_the_evaluation_view_is_the_area_resized_centre_crop():
+    images = _images(b=2, h=96, w=64)
+    # The centred 64 × 64 square, shrunk by exactly 2: a 2 × 2 block mean.
+    expected = F.avg_pool2d(images[..., 16:80, :], 2)
+    torch.testing.assert_close(resize_center(images, 32), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(resize_center(images, (48, 32)), F.avg_pool2d(images, 2), atol=1e-5, rtol=0)
 
 
 def test_rotation_by_90_degrees_is_rot90_and_flip_is_flip():

@@ -71,6 +71,18 @@ class ViewAugment:
         return [self(images, generator) for _ in range(count)]
 
 
+def resize_center(images: Tensor, size: tuple[int, int] | int) -> Tensor:
+    """The evaluation view, without randomness: the largest centred crop of the output's aspect,
+    resampled (area-prefiltered) to `size`."""
+    _check(images)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    b, _, height, width = images.shape
+    h, w = min(height, width * size[0] / size[1]), min(width, height * size[1] / size[0])
+    box = torch.tensor([(height - h) / 2, (width - w) / 2, h, w], dtype=torch.float32, device=images.device)
+    return resample(images, box.expand(b, 4), images.new_zeros(b), torch.zeros(b, dtype=torch.bool,
+                                                                                  device=images.device), size)
+
+
 def _check(images: Tensor) -> None:
     if images.ndim != 4 or images.shape[1] != 1 or not images.is_floating_point():
         raise ValueError(f"images must be a float (B, 1, H, W) batch, not {images.dtype} {tuple(images.shape)}")
@@ -146,7 +158,7 @@ def _covered(matrix: Tensor, height: int, width: int, k: int) -> tuple[tuple[int
     points = corners @ matrix.transpose(1, 2)  # (B, 4, 2) normalised source x, y
     spans = []
     for values, extent in (((points[..., 1] + 1) * height / 2, height), ((points[..., 0] + 1) * width / 2, width)):
-        low = math.floor(float(values.min()))
+        low = math.floor(float(values.min()) + 1e-3)  # a whole-pixel corner may come back as 15.9999
         start = max(low - 2 * k, low % k)  # stays aligned with the crop's corner
         end = min(extent, math.ceil(float(values.max())) + 2 * k)
         spans.append((start, max(1, math.ceil((end - start) / k))))
