@@ -20,7 +20,7 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH)
 	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake
-	$(PIP) install --no-build-isolation -e ".[test,jpeg-gpl]"
+	$(PIP) install --no-build-isolation -e ".[test,jpeg-gpl,dali]"
 	touch $@
 
 # Incremental: CMake and ninja rebuild only what changed under build/.
