@@ -228,3 +228,13 @@ def test_errors_name_the_problem(tmp_path, dicom_folder):
     samples = PipelineSamples(bad, batch_size=1, shuffle=False, seed=0, rank=0, world_size=1, decoder_scales={})
     with pytest.raises(DicomError, match="b.dcm"):
         samples.sample(1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_pipeline_equals_cpu(dicom_folder):
+    """The same display values from the GPU pipeline (nvjpeg2k decoding, GPU operators)."""
+    cpu = list(DaliLoader(dicom_folder, 1, size=None, shuffle=False, workers=1))
+    gpu = list(DaliLoader(dicom_folder, 1, size=None, shuffle=False, workers=1, device="cuda"))
+    for name, (a,), (b,) in zip(CASES, cpu, gpu):
+        assert b.device.type == "cuda"
+        np.testing.assert_allclose(b.cpu().numpy(), a.numpy(), atol=2e-6, err_msg=name)
