@@ -1,5 +1,6 @@
-"""Backbones for pretraining (timm's, by name)."""
+"""Backbones for pretraining (timm's, by name, with a 1-channel stem)."""
 
+from cxrfast.models.backbones import BACKBONES, create_backbone, export_encoder, load_supervised
 from cxrfast.models.timm_import import import_timm
 
-__all__ = ["import_timm"]
+__all__ = ["BACKBONES", "create_backbone", "export_encoder", "import_timm", "load_supervised"]

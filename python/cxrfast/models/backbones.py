@@ -1,0 +1,111 @@
+"""Backbones by name with a 1-channel stem, supervised weights from a local file, and the export
+of a pretrained encoder that timm loads back.
+
+    encoder = create_backbone("resnet50", checkpoint="resnet50_imagenet.safetensors")
+    export_encoder(encoder, "run/encoder.safetensors")
+    timm.create_model("resnet50", in_chans=1, num_classes=0, checkpoint_path="run/encoder.safetensors")
+
+A checkpoint may be a timm or torchvision state dict (`.pth`, `.pt`, `.bin`, wrapped in
+"state_dict" / "model" or not, "module." prefixes from DDP allowed) or a safetensors file. Its
+RGB first convolution is summed over the colour channels (timm's `adapt_input_conv`): a grey
+image fed to an RGB network as three equal channels gives exactly that response. The classifier
+is dropped: the encoder ends at pooled features.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cxrfast.errors import ConfigError
+from cxrfast.models.timm_import import import_timm
+
+# cxrfast's names and timm's. The ViTs are for methods still to come.
+BACKBONES = {"resnet18": "resnet18", "resnet50": "resnet50", "convnext_tiny": "convnext_tiny",
+             "convnext_small": "convnext_small", "vit_small": "vit_small_patch16_224",
+             "vit_base": "vit_base_patch16_224"}
+_WRAPPERS = ("state_dict", "model", "module")
+
+
+def timm_name(name: str) -> str:
+    """timm's model name for one of `BACKBONES` (or any timm name, passed through for tests and
+    experiments with other families)."""
+    timm = import_timm()
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name in timm.list_models():
+        return name
+    raise ConfigError(f"unknown backbone {name!r}: cxrfast supports {', '.join(BACKBONES)} "
+                      "(or any timm model name)")
+
+
+def create_backbone(name: str, *, checkpoint: str | os.PathLike | None = None, **kwargs) -> nn.Module:
+    """A timm backbone with a 1-channel stem and no classifier (`num_classes=0`), optionally
+    initialised from a supervised checkpoint on disk (nothing is downloaded)."""
+    model = import_timm().create_model(timm_name(name), in_chans=1, num_classes=0, pretrained=False, **kwargs)
+    if checkpoint is not None:
+        load_supervised(model, checkpoint)
+    return model
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which
+        raise ConfigError(f"{path}: not a readable state dict ({e})") from e
+    while isinstance(state, dict):  # {"model": {...}, "optimizer": ...} and the like
+        inner = next((state[k] for k in _WRAPPERS if isinstance(state.get(k), dict)), None)
+        if inner is None:
+            break
+        state = inner
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path}: holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_supervised(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a (supervised, RGB) checkpoint into a 1-channel, classifier-free backbone."""
+    timm = import_timm()
+    state = read_state_dict(path)
+    own = model.state_dict()
+    first_conv = _first_conv_weight(model)
+    if first_conv in state and state[first_conv].shape[1] != own[first_conv].shape[1]:
+        state[first_conv] = timm.models.adapt_input_conv(own[first_conv].shape[1], state[first_conv])
+    state = {k: v for k, v in state.items() if k in own}  # the classifier and the like
+    missing = [k for k in own if k not in state]
+    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if missing or wrong:
+        raise ConfigError(f"{path}: does not fit {type(model).__name__}: "
+                          + "; ".join(filter(None, [f"missing {missing[:5]}" if missing else "",
+                                                    f"shapes {wrong[:5]}" if wrong else ""])))
+    model.load_state_dict(state)
+
+
+def _first_conv_weight(model: nn.Module) -> str:
+    first = next(name for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    return f"{first}.weight"
+
+
+def export_encoder(model: nn.Module, path: str | os.PathLike) -> Path:
+    """The encoder's weights as a safetensors file that `timm.create_model(name, in_chans=1,
+    num_classes=0, checkpoint_path=path)` loads strictly (and, with `num_classes=K`, through
+    `pretrained_cfg_overlay=dict(file=path)`, as a fine-tuning start). Written atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(state, temporary, metadata={"format": "pt", "producer": "cxrfast"})
+    os.replace(temporary, path)
+    return path
