@@ -14,6 +14,7 @@ swapped, weights untouched) until `restore()`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -65,6 +66,19 @@ class _MaskedEncoder(nn.Module):
         restore(self._swapped)
         self._swapped, self._capture_hooks = [], []
         return self.backbone
+
+    def backbone_copy(self) -> nn.Module:
+        """A plain copy of the backbone (original layer classes, no hooks) for evaluation and
+        export while this encoder keeps training. Not `deepcopy(self).restore()`: a copied hook
+        handle would remove the original's hook."""
+        twin = copy.deepcopy(self.backbone)
+        position = {id(m): k for k, m in enumerate(self.backbone.modules())}
+        twins = list(twin.modules())
+        restore([(twins[position[id(layer)]], original) for layer, original in self._swapped])
+        for module in twins:
+            module._forward_hooks.clear()
+            module._forward_pre_hooks.clear()
+        return twin
 
     def forward(self, images: Tensor, visible: Tensor) -> list[Tensor]:
         b, _, height, width = images.shape
