@@ -36,6 +36,21 @@ def test_epochs_reshuffle_and_resume_where_they_were():
     assert _indices(resumed) == second
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_inside_an_epoch(workers):
+    whole = EpochLoader(Numbered(), 5, workers=workers, seed=3)
+    epochs = [_indices(whole), _indices(whole)]
+    interrupted = EpochLoader(Numbered(), 5, workers=workers, seed=3)
+    iterator = iter(interrupted)
+    taken = [round(float(v) * 100) for _ in range(3) for v in next(iterator)[:, 0, 0, 0]]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 0, "batch": 3}
+    resumed = EpochLoader(Numbered(), 5, workers=workers, seed=3)
+    resumed.load_state_dict(state)
+    assert taken + _indices(resumed) == epochs[0]
+    assert _indices(resumed) == epochs[1] and resumed.state_dict() == {"epoch": 2, "batch": 0}
+
+
 def test_views_follow_the_epoch():
     views = SSLViews(Numbered(), ViewAugment(size=4, scale=(0.3, 0.6)))
     loader = EpochLoader(views, 24, workers=0, shuffle=False)

@@ -2,18 +2,32 @@
 
 Each `iter()` is one epoch: the epoch number goes to the sampler (the shuffle order) and, where
 the dataset has `set_epoch` (SSLViews), to the dataset (the augmentation draws), so epoch e is
-the same whenever it runs, and a run resumed from `state_dict()` continues the same sequence. In
-a process group (or with `rank`/`world_size` given) each rank takes its own shard of every epoch.
-An epoch counts once its iteration is exhausted: a run resumed from a checkpoint taken inside an
-epoch repeats that epoch from its start.
+the same whenever it runs. `state_dict()` holds the epoch and the batches of it already taken: a
+loader given it continues with the next batch of the same order, so a run resumed from a
+checkpoint taken inside an epoch sees exactly what the uninterrupted run saw. In a process group
+(or with `rank`/`world_size` given) each rank takes its own shard of every epoch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+
+class _FromBatch(Sampler):
+    """The epoch's order from the loader's current batch on (all of it on a fresh epoch)."""
+
+    def __init__(self, order: DistributedSampler, owner: EpochLoader):
+        self.order, self.owner = order, owner
+
+    def __iter__(self):
+        return iter(list(self.order)[self.owner.batch * self.owner.batch_size:])
+
+    def __len__(self) -> int:
+        return max(0, len(self.order) - self.owner.batch * self.owner.batch_size)
 
 
 class EpochLoader:
@@ -24,25 +38,31 @@ class EpochLoader:
         rank = rank if rank is not None else (dist.get_rank() if grouped else 0)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
-        self.dataset, self.epoch = dataset, 0
+        self.dataset, self.batch_size, self.epoch, self.batch = dataset, batch_size, 0, 0
         # One sampler for one rank or many: it shuffles by (seed, epoch) and shards when asked.
         self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
                                           drop_last=drop_last)
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
-                                 drop_last=drop_last, persistent_workers=False)
+        # Its own generator for the workers' base seed: the global RNG stays the trainer's alone.
+        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=_FromBatch(self.sampler, self),
+                                 num_workers=workers, drop_last=drop_last, persistent_workers=False,
+                                 generator=torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:
-        return len(self.loader)
+        """Batches in a whole epoch."""
+        whole = len(self.sampler)
+        return whole // self.batch_size if self.loader.drop_last else -(-whole // self.batch_size)
 
     def __iter__(self) -> Iterator:
         self.sampler.set_epoch(self.epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(self.epoch)
-        yield from self.loader
-        self.epoch += 1
+        for batch in self.loader:
+            self.batch += 1
+            yield batch
+        self.epoch, self.batch = self.epoch + 1, 0
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch}
+        return {"epoch": self.epoch, "batch": self.batch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
+        self.epoch, self.batch = int(state["epoch"]), int(state.get("batch", 0))

@@ -3,17 +3,16 @@ batch holds), `training_step(batch) -> loss` and `backbone_copy()`, usable from 
 
 from __future__ import annotations
 
-from torch import nn
-
 from cxrfast.errors import ConfigError
+from cxrfast.methods.method import Method
 from cxrfast.methods.moco import MoCo
 from cxrfast.methods.simclr import SimCLR
 from cxrfast.methods.spark import SparK
 
-METHODS: dict[str, type[nn.Module]] = {"spark": SparK, "simclr": SimCLR, "moco": MoCo}
+METHODS: dict[str, type[Method]] = {"spark": SparK, "simclr": SimCLR, "moco": MoCo}
 
 
-def create_method(name: str, backbone: nn.Module, **options) -> nn.Module:
+def create_method(name: str, backbone, **options) -> Method:
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}: one of {', '.join(METHODS)}")
     try:
@@ -22,4 +21,4 @@ def create_method(name: str, backbone: nn.Module, **options) -> nn.Module:
         raise ConfigError(f"method {name}: {e}") from e
 
 
-__all__ = ["METHODS", "MoCo", "SimCLR", "SparK", "create_method"]
+__all__ = ["METHODS", "Method", "MoCo", "SimCLR", "SparK", "create_method"]

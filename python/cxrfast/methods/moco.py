@@ -9,10 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from cxrfast.losses import MoCoLoss
+from cxrfast.methods.method import Method
 from cxrfast.methods.projection import projection_head
 
 
-class MoCo(nn.Module):
+class MoCo(Method):
     views = 2
 
     def __init__(self, backbone: nn.Module, *, projection_dim: int = 128, hidden_dim: int = 2048,

@@ -9,10 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from cxrfast.losses import NTXentLoss
+from cxrfast.methods.method import Method
 from cxrfast.methods.projection import projection_head
 
 
-class SimCLR(nn.Module):
+class SimCLR(Method):
     views = 2
 
     def __init__(self, backbone: nn.Module, *, projection_dim: int = 128, hidden_dim: int = 2048,
@@ -29,5 +30,4 @@ class SimCLR(nn.Module):
         return self.loss(z0, z1)
 
     def backbone_copy(self) -> nn.Module:
-        """A plain copy of the backbone, for evaluation and export."""
         return copy.deepcopy(self.backbone)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cxrfast.errors import ConfigError
+from cxrfast.methods.method import Method
 from cxrfast.methods.spark_decoder import LightDecoder
 from cxrfast.nn import DenseMaskedEncoder, SparseEncoder
 
@@ -53,7 +54,7 @@ def masked_patch_loss(reconstruction: Tensor, images: Tensor, visible: Tensor, p
     return (error * masked).sum() / masked.sum().clamp(min=1)
 
 
-class SparK(nn.Module):
+class SparK(Method):
     views = 1
 
     def __init__(self, backbone: nn.Module, *, image_size: int | tuple[int, int] = 224, mask_ratio: float = 0.6,
@@ -71,6 +72,9 @@ class SparK(nn.Module):
                               f"{self.patch_size} (the encoder's total stride)")
         self.grid = (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
         self.mask_ratio = mask_ratio
+        # Masks draw from their own generator, which a checkpoint saves: a resumed run masks as
+        # the uninterrupted one would, whatever else used the global RNG in between.
+        self.generator = torch.Generator()
         kept = max(1, round(self.grid[0] * self.grid[1] * (1 - mask_ratio)))
         probe.kept = kept  # a fixed count per sample: the tile layout needs no host sync
         self.encoder = probe
@@ -92,7 +96,7 @@ class SparK(nn.Module):
             for i, s in enumerate(stages))
 
     def mask(self, batch: int, device) -> Tensor:
-        return spark_mask(batch, *self.grid, self.mask_ratio, device=device)
+        return spark_mask(batch, *self.grid, self.mask_ratio, generator=self.generator).to(device)
 
     def training_step(self, batch: Tensor | tuple[Tensor, ...]) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -111,5 +115,4 @@ class SparK(nn.Module):
         return self.decoder(scales)
 
     def backbone_copy(self) -> nn.Module:
-        """A plain copy of the backbone, for evaluation and export."""
         return self.encoder.backbone_copy()
