@@ -46,6 +46,26 @@ def _prepare(args) -> int:
     return 0
 
 
+# Flags for the keys set most often; any other key goes through --set key=value.
+_PRETRAIN_FLAGS = {"method": str, "data": str, "backbone": str, "out": str, "epochs": int, "batch_size": int,
+                   "image_size": int, "workers": int, "device": str}
+
+
+def _pretrain(args) -> int:
+    from pathlib import Path
+
+    from cxrfast.train import load_config, pretrain
+
+    flags = {k: getattr(args, k) for k in _PRETRAIN_FLAGS if getattr(args, k) is not None}
+    config_file = args.config
+    if config_file is None and args.resume and args.out is not None:
+        config_file = Path(args.out) / "config.yaml"  # a run resumes with the config it saved
+    config = load_config(config_file, tuple(args.set), **flags)
+    result = pretrain(config, resume=args.resume, progress=not args.quiet)
+    Console().print(f"{result.steps} steps; encoder: {result.encoder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrfast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--size", type=int, default=512, help="shorter side of the cached images")
     prepare.add_argument("--workers", type=int, default=None, help="reading processes (default: the cores)")
     prepare.set_defaults(run=_prepare)
+    pretrain = commands.add_parser("pretrain", help="self-supervised pretraining (SparK, SimCLR, MoCo); resumable")
+    pretrain.add_argument("--config", help="a .toml or .yaml config; flags and --set override it")
+    for key, kind in _PRETRAIN_FLAGS.items():
+        pretrain.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None)
+    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="any config key, e.g. --set lr=1e-4 --set method_options.mask_ratio=0.75")
+    pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
+    pretrain.set_defaults(run=_pretrain)
     return parser
 
 

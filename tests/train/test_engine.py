@@ -1,0 +1,127 @@
+"""The pretraining engine: a run killed (SIGKILL, from outside) and resumed ends with the weights
+of an uninterrupted run; configs from files and overrides; errors before any work starts."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cxrfast.cli import main
+from cxrfast.data.phantom_archive import write_phantom_archive
+from cxrfast.errors import ConfigError, DataError
+from cxrfast.models import import_timm
+from cxrfast.train import load_config, pretrain
+from cxrfast.train.checkpoint import checkpoints
+from cxrfast.train.schedule import warmup_cosine
+
+TINY = {"spark": ["method_options.decoder_width=32"],
+        "moco": ["method_options.queue_size=16", "method_options.hidden_dim=32", "method_options.projection_dim=8",
+                 "momentum_end=1.0", "augment.rotation=0.0", "optimizer=lars", "clip_grad=1.0"]}
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantoms")
+    write_phantom_archive(out, 20, rows=64, progress=False)
+    return out
+
+
+def _arguments(method: str, data: Path, out: Path) -> list[str]:
+    settings = ["epochs=2", "batch_size=4", "image_size=64", "workers=0", "warmup_epochs=1", "checkpoint_every=1",
+                "keep_checkpoints=2", "log_every=1", "lr=0.05", *TINY[method]]
+    return ["--method", method, "--data", str(data), "--backbone", "resnet18", "--out", str(out),
+            *[a for s in settings for a in ("--set", s)]]
+
+
+def _metrics(run: Path) -> dict[int, str]:
+    with open(run / "metrics.csv", newline="") as f:
+        return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("method", ["spark", "moco"])
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, method):
+    whole = tmp_path / "whole"
+    assert main(["pretrain", *_arguments(method, phantoms, whole), "--quiet"]) == 0
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "cxrfast.cli", "pretrain", *_arguments(method, phantoms, killed), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint-00000004.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # mid-run, at whatever the process was doing
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed_from = int(checkpoints(killed)[-1].stem.split("-")[1])
+    assert 4 <= resumed_from < 10  # inside the run: 5 steps per epoch, 2 epochs
+
+    assert main(["pretrain", *_arguments(method, phantoms, killed), "--resume", "--quiet"]) == 0
+    final = torch.load(checkpoints(whole)[-1], weights_only=False)["model"]
+    for name, value in torch.load(checkpoints(killed)[-1], weights_only=False)["model"].items():
+        assert torch.equal(value, final[name]), name  # MoCo's queue and momentum encoder included
+    assert _metrics(killed) == _metrics(whole)  # every step's loss, those after the resume too
+    timm = import_timm()
+    encoder = timm.create_model("resnet18", in_chans=1, num_classes=0, checkpoint_path=str(killed / "encoder.safetensors"))
+    assert torch.equal(encoder.conv1.weight, final["backbone.conv1.weight" if method == "moco" else
+                                                  "encoder.backbone.conv1.weight"])
+
+
+def test_simclr_from_python_with_accumulation(tmp_path, phantoms):
+    config = load_config(None, ("accumulate=2", "augment.blur=0.0"), method="simclr", data=str(phantoms),
+                         backbone="resnet18", out=str(tmp_path / "run"), epochs=1, batch_size=4, image_size=32,
+                         workers=0, warmup_epochs=0, method_options={"hidden_dim": 32, "projection_dim": 8})
+    result = pretrain(config, progress=False)
+    assert result.steps == 2 and len(result.losses) == 2  # 20 images, batches of 4, 2 per step
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    assert load_config(tmp_path / "run" / "config.yaml") == config  # the saved config reads back
+
+
+def test_config_files_and_overrides(tmp_path):
+    (tmp_path / "run.toml").write_text('method = "moco"\nepochs = 3\n[method_options]\nqueue_size = 128\n')
+    (tmp_path / "run.yaml").write_text("method: moco\nepochs: 3\nmethod_options:\n  queue_size: 128\n")
+    for name in ("run.toml", "run.yaml"):
+        config = load_config(tmp_path / name, ("epochs=5", "method_options.temperature=0.1", "out=runs/x"))
+        assert (config.method, config.epochs, config.out) == ("moco", 5, "runs/x")
+        assert config.method_options == {"queue_size": 128, "temperature": 0.1}
+
+
+def test_schedule_shape():
+    assert warmup_cosine(0, 100, 1.0, 0.0, warmup=10) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 1.0, 0.0, warmup=10) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 1.0, 0.0, warmup=10) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 1.0, 0.0, warmup=10) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 1.0, 0.2, warmup=10) == pytest.approx(0.2)
+    assert warmup_cosine(50, 100, 0.04, 0.2) == pytest.approx(0.12)
+
+
+@pytest.mark.parametrize("change,error,message", [
+    (dict(method="byol"), ConfigError, "unknown method 'byol'"),
+    (dict(backbone="resnet51"), ConfigError, "unknown backbone 'resnet51'"),
+    (dict(image_size=200), ConfigError, "not divisible by SparK's patch size 32"),
+    (dict(optimizer="sgd"), ConfigError, "unknown optimizer 'sgd'"),
+    (dict(data="/nonexistent/folder"), ConfigError, "does not exist"),
+    (dict(batch_size=64), ConfigError, "make no optimiser step"),
+    (dict(empty=True), DataError, "no DICOM, PNG or JPEG files"),
+])
+def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, message):
+    data = tmp_path / "empty" if change.pop("empty", False) else phantoms
+    data.mkdir(exist_ok=True)
+    values = dict(data=str(data), out=str(tmp_path / "run"), backbone="resnet18", image_size=64, batch_size=4,
+                  workers=0)
+    with pytest.raises(error, match=message):
+        pretrain(load_config(None, (), **{**values, **change}), progress=False)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    with pytest.raises(ConfigError, match="unknown config keys \\['learning_rate'\\]"):
+        load_config(None, ("learning_rate=0.1",))
+
+
+def test_cli_reports_config_errors(capsys, tmp_path):
+    assert main(["pretrain", "--method", "byol", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown method 'byol'" in capsys.readouterr().err
