@@ -57,7 +57,12 @@ def pretrain(config: PretrainConfig | str | os.PathLike, *, overrides: tuple[str
              progress: bool = True) -> RunResult:
     if not isinstance(config, PretrainConfig):
         config = load_config(config, overrides)
-    return Trainer(config, resume=resume, progress=progress).run()
+    joined = not dist.is_initialized()
+    try:
+        return Trainer(config, resume=resume, progress=progress).run()
+    finally:
+        if joined and dist.is_initialized():  # a group this call joined (torchrun's) is left again
+            dist.destroy_process_group()
 
 
 def check_config(config: PretrainConfig) -> None:
