@@ -73,14 +73,18 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, 
                                                   "encoder.backbone.conv1.weight"])
 
 
-def test_simclr_from_python_with_accumulation(tmp_path, phantoms):
-    config = load_config(None, ("accumulate=2", "augment.blur=0.0"), method="simclr", data=str(phantoms),
+def test_simclr_from_python_with_accumulation_and_probe(tmp_path, phantoms):
+    config = load_config(None, ("accumulate=2", "augment.blur=0.0", f"probe_labels='{phantoms / 'labels.csv'}'"),
+                         method="simclr", data=str(phantoms),
                          backbone="resnet18", out=str(tmp_path / "run"), epochs=1, batch_size=4, image_size=32,
                          workers=0, warmup_epochs=0, method_options={"hidden_dim": 32, "projection_dim": 8})
     result = pretrain(config, progress=False)
     assert result.steps == 2 and len(result.losses) == 2  # 20 images, batches of 4, 2 per step
     assert all(torch.isfinite(torch.tensor(result.losses)))
     assert load_config(tmp_path / "run" / "config.yaml") == config  # the saved config reads back
+    with open(tmp_path / "run" / "probe.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["mean_auroc"]) == pytest.approx(result.probe.mean, abs=1e-4)
 
 
 def test_config_files_and_overrides(tmp_path):

@@ -51,6 +51,9 @@ class PretrainConfig:
     checkpoint_every: int = 200  # optimiser steps between checkpoints (and one per epoch)
     keep_checkpoints: int = 3
     log_every: int = 10
+    probe_labels: str | None = None  # a labelled manifest CSV or cache for the linear-probe monitor
+    probe_every: int = 0  # epochs between probes (0: none; with probe_labels, also at the end)
+    probe_findings: list[str] | None = None  # default: every 1/0/−1/blank column
     method_options: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)  # ViewAugment fields
 

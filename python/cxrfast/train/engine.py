@@ -31,6 +31,7 @@ from cxrfast.data.datasets import ImageFiles, SSLViews
 from cxrfast.data.loader import EpochLoader
 from cxrfast.data.prepared_cache import SETTINGS_FILE, PreparedCache
 from cxrfast.errors import ConfigError
+from cxrfast.eval.linear_probe import ProbeResult, ProbeSet, linear_probe
 from cxrfast.methods import METHODS, create_method
 from cxrfast.models import create_backbone, export_encoder
 from cxrfast.models.backbones import timm_name
@@ -51,6 +52,7 @@ class RunResult:
     steps: int
     encoder: Path
     losses: list[float]  # per optimiser step of this process's run (resumed steps only)
+    probe: ProbeResult | None = None  # the linear probe of the final encoder, when configured
 
 
 def pretrain(config: PretrainConfig | str | os.PathLike, *, overrides: tuple[str, ...] = (), resume: bool = False,
@@ -104,6 +106,7 @@ class Trainer:
     def __init__(self, config: PretrainConfig, *, resume: bool = False, progress: bool = True):
         check_config(config)
         images = open_images(config.data)  # an empty folder fails here, before any model is built
+        self.probe_set = ProbeSet.read(config.probe_labels, config.probe_findings) if config.probe_labels else None
         self.config, self.progress = config, progress
         self.rank, self.world, local_rank = _distributed()
         self.device = torch.device(config.device if config.device != "auto" else
@@ -212,10 +215,32 @@ class Trainer:
                     if self.step % c.checkpoint_every == 0 and self.loader.batch < batches:
                         self._checkpoint(best=False)
                 self._checkpoint(best=True)  # the loader has moved to the next epoch
-        encoder = self.run_dir / "encoder.safetensors"
+                if c.probe_every and self.loader.epoch % c.probe_every == 0 and self.loader.epoch < c.epochs:
+                    self._probe(bar.console)
+        encoder, probe = self.run_dir / "encoder.safetensors", None
         if self.rank == 0:
             export_encoder(self.method.backbone_copy(), encoder)
-        return RunResult(self.run_dir, self.step, encoder, losses)
+            probe = self._probe(bar.console) if self.probe_set is not None else None
+        return RunResult(self.run_dir, self.step, encoder, losses, probe)
+
+    def _probe(self, console) -> ProbeResult | None:
+        """The linear probe of the current encoder (rank 0), logged to probe.csv and the console."""
+        if self.rank != 0 or self.probe_set is None:
+            return None
+        result = linear_probe(self.method.backbone_copy().to(self.device), self.probe_set, self.config.image_size,
+                              device=self.device, seed=self.config.seed)
+        path = self.run_dir / "probe.csv"
+        findings = self.probe_set.findings
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["epoch", "step", "mean_auroc", *findings])
+            writer.writerow([self.loader.epoch, self.step, f"{result.mean:.4f}",
+                             *[f"{result.auroc[k]:.4f}" if k in result.auroc else "" for k in findings]])
+        console.print(f"epoch {self.loader.epoch}: linear probe mean AUROC {result.mean:.3f} "
+                      f"({result.train} train / {result.test} test images)")
+        return result
 
     def _mean_over_ranks(self, value: float) -> float:
         if self.world == 1:
