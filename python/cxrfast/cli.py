@@ -66,6 +66,13 @@ def _pretrain(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    from cxrfast.train.demo import run_demo
+
+    run_demo(args.out, images=args.images, size=args.size, epochs=args.epochs, workers=args.workers)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrfast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
     pretrain.set_defaults(run=_pretrain)
+    demo = commands.add_parser("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
+    demo.add_argument("out", nargs="?", default="demo")
+    demo.add_argument("--images", type=int, default=2000)
+    demo.add_argument("--size", type=int, default=128)
+    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--workers", type=int, default=2)
+    demo.set_defaults(run=_demo)
     return parser
 
 

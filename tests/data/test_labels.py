@@ -162,6 +162,20 @@ def test_chexpert_paths_patients_views_and_values(chexpert):
     assert table.boxes is None and table.skipped == ()
 
 
+def test_manifest_of_a_label_table_reads_back(chexpert, tmp_path):
+    """The manifest `write_manifest` writes is what `find_sources` and the linear probe read:
+    paths relative to the CSV (rebased onto the dataset root), patients, and every label."""
+    from cxrfast.data.sources import find_sources
+
+    table = read_chexpert(chexpert)
+    manifest = table.write_manifest(tmp_path / "manifests" / "chexpert.csv", root=tmp_path / "data")
+    sources = find_sources(manifest)
+    assert [s.path.resolve() for s in sources] == [(tmp_path / "data" / p).resolve() for p in table.paths]
+    assert [s.columns["patient_id"] for s in sources] == table.patients
+    back = np.array([[float(s.columns[f]) if s.columns[f] else np.nan for f in table.findings] for s in sources])
+    np.testing.assert_array_equal(back, table.values)
+
+
 def test_chexpert_train_and_valid_join_with_the_official_split(chexpert, tmp_path):
     valid = read_chexpert(_write(tmp_path / "valid.csv", CHEXPERT_HEADER + "\n" + CHEXPERT_VALID))
     assert valid.split == ["validate", "validate"] and valid.views == ["AP", "LATERAL"]

@@ -9,9 +9,12 @@ CheXpert paper (Irvin et al., 2019): "ignore" (U-Ignore) leaves it out of the lo
 
 from __future__ import annotations
 
+import csv
+import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -99,6 +102,24 @@ class LabelTable:
         uncertain = self.values == -1
         targets = np.where(uncertain, ones.astype(np.float32), np.where(known, self.values, 0)).astype(np.float32)
         return targets, known & ~(uncertain & ignored)
+
+    def write_manifest(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+        """A manifest CSV of these images for `cxrfast prepare` and the linear probe: `path`
+        (relative to the CSV's folder; give `root`, the dataset folder the paths are relative to,
+        when the CSV lives elsewhere), `patient_id`, `view_position`, then one column per finding
+        with 1, 0, -1 or blank. Written atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = Path(os.path.relpath(root, path.parent)) if root is not None else Path()
+        temporary = path.with_name(path.name + ".tmp")
+        with open(temporary, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "patient_id", "view_position", *self.findings])
+            for k, image in enumerate(self.paths):
+                labels = ["" if np.isnan(v) else str(int(v)) for v in self.values[k]]
+                writer.writerow([(base / image).as_posix(), self.patients[k], self.views[k] or "", *labels])
+        os.replace(temporary, path)
+        return path
 
     @classmethod
     def concat(cls, tables: Sequence[LabelTable]) -> LabelTable:
