@@ -20,7 +20,7 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH)
 	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake
-	$(PIP) install --no-build-isolation -e ".[test,jpeg-gpl,dali]"
+	$(PIP) install --no-build-isolation -e ".[test,jpeg-gpl,dali,tensorboard]"
 	touch $@
 
 # Incremental: CMake and ninja rebuild only what changed under build/.
@@ -40,8 +40,9 @@ fuzz: setup
 bench: setup
 	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-columns=median,iqr,rounds
 
+# The main job on generated data: phantoms (DICOM) -> cache -> SparK pretraining -> linear probe.
 demo: setup
-	$(PY) -m pytest benchmarks/bench_dicom.py -q --benchmark-enable --benchmark-columns=median,iqr,rounds
+	$(PY) -m cxrfast.cli demo build/demo
 
 clean:
 	rm -rf build $(VENV)

@@ -4,6 +4,7 @@ of an uninterrupted run; configs from files and overrides; errors before any wor
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -45,14 +46,24 @@ def _metrics(run: Path) -> dict[int, str]:
         return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
 
 
+@pytest.fixture
+def one_thread():
+    """Bitwise equality needs the same float sums in every run: one thread everywhere (with more,
+    a parallel reduction's order may vary from run to run)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {**os.environ, "OMP_NUM_THREADS": "1"}
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("method", ["spark", "moco"])
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, method):
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, method, one_thread):
     whole = tmp_path / "whole"
     assert main(["pretrain", *_arguments(method, phantoms, whole), "--quiet"]) == 0
 
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "cxrfast.cli", "pretrain", *_arguments(method, phantoms, killed), "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=one_thread)
     deadline = time.monotonic() + 120
     while not (killed / "checkpoint-00000004.pt").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -67,6 +78,15 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, 
     for name, value in torch.load(checkpoints(killed)[-1], weights_only=False)["model"].items():
         assert torch.equal(value, final[name]), name  # MoCo's queue and momentum encoder included
     assert _metrics(killed) == _metrics(whole)  # every step's loss, those after the resume too
+    # TensorBoard holds the same losses, once per step: the killed run's extra events were purged.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for run in (whole, killed):
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        board = {e.step: e.value for e in events.Scalars("train/loss")}
+        assert sorted(board) == sorted(_metrics(run))
+        assert all(abs(board[k] - float(v)) <= 1e-5 * abs(board[k]) + 1e-7 for k, v in _metrics(run).items())
     timm = import_timm()
     encoder = timm.create_model("resnet18", in_chans=1, num_classes=0, checkpoint_path=str(killed / "encoder.safetensors"))
     assert torch.equal(encoder.conv1.weight, final["backbone.conv1.weight" if method == "moco" else

@@ -173,9 +173,9 @@ class Trainer:
 
     def run(self) -> RunResult:
         c, losses = self.config, []
-        metrics = self._metrics_writer()
         batches = self.steps_per_epoch * c.accumulate  # an epoch's tail short of a whole step is left out
         with self._progress_bar() as bar:
+            metrics = self._metrics_writer(bar.console)
             task = bar.add_task("pretraining", total=self.total_steps, completed=self.step, rate="")
             while self.loader.epoch < c.epochs:
                 epoch = self.loader.epoch
@@ -297,17 +297,30 @@ class Trainer:
         self._trim_metrics()
 
     # Logs.
-    def _metrics_writer(self):
+    def _metrics_writer(self, console):
+        """Rows to `metrics.csv` and, where the tensorboard package is installed (the
+        `tensorboard` extra), scalars to `tensorboard/` under the run."""
         path = self.run_dir / "metrics.csv"
         if self.rank != 0:
             return lambda row: None
         if not path.exists():
             with open(path, "w", newline="") as f:
                 csv.writer(f).writerow(METRICS)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            board = SummaryWriter(self.run_dir / "tensorboard", purge_step=self.step + 1)
+        except ImportError:
+            console.print("TensorBoard is not installed (pip install 'cxrfast[tensorboard]'): metrics.csv only")
+            board = None
 
         def write(row: dict) -> None:
             with open(path, "a", newline="") as f:
                 csv.writer(f).writerow([f"{row[k]:.6g}" if isinstance(row[k], float) else row[k] for k in METRICS])
+            if board is not None:
+                for key in METRICS[2:]:
+                    board.add_scalar(f"train/{key}", row[key], row["step"])
+                board.flush()
         return write
 
     def _trim_metrics(self) -> None:
