@@ -107,6 +107,23 @@ def test_simclr_from_python_with_accumulation_and_probe(tmp_path, phantoms):
     assert float(row["mean_auroc"]) == pytest.approx(result.probe.mean, abs=1e-4)
 
 
+def test_bf16_autocast_on_the_cpu(tmp_path, phantoms):
+    """precision=bf16 runs the step under autocast (the losses compute in float32 inside): finite,
+    and not the float32 run's losses."""
+    runs = {}
+    for precision in ("off", "bf16"):
+        config = load_config(None, (), method="spark", data=str(phantoms), backbone="resnet18",
+                             out=str(tmp_path / precision), epochs=1, batch_size=4, image_size=64, workers=0,
+                             warmup_epochs=0, precision=precision, method_options={"decoder_width": 32})
+        runs[precision] = pretrain(config, progress=False).losses
+    assert all(torch.isfinite(torch.tensor(runs["bf16"])))
+    assert runs["bf16"] != runs["off"]
+    torch.testing.assert_close(torch.tensor(runs["bf16"]), torch.tensor(runs["off"]), rtol=0.05, atol=0.05)
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        pretrain(load_config(None, (), data=str(phantoms), out=str(tmp_path / "fp16"), backbone="resnet18",
+                             image_size=64, batch_size=4, workers=0, precision="fp16"), progress=False)
+
+
 def test_config_files_and_overrides(tmp_path):
     (tmp_path / "run.toml").write_text('method = "moco"\nepochs = 3\n[method_options]\nqueue_size = 128\n')
     (tmp_path / "run.yaml").write_text("method: moco\nepochs: 3\nmethod_options:\n  queue_size: 128\n")

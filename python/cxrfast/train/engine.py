@@ -122,7 +122,10 @@ class Trainer:
         self.method = create_method(config.method, backbone, **options).to(self.device)
         for generator in self._generators().values():
             generator.manual_seed(config.seed * 1000 + self.rank)
-        self.model = DistributedDataParallel(self.method) if self.world > 1 else self.method
+        # SparK runs the backbone's forward_features: a classifier-free head's norm (ConvNeXt's)
+        # gets no gradient, which DDP must be told to expect.
+        self.model = DistributedDataParallel(self.method, find_unused_parameters=config.method == "spark") \
+            if self.world > 1 else self.method
 
         augment = ViewAugment(size=config.image_size, **{**METHOD_AUGMENT.get(config.method, {}), **config.augment})
         views = SSLViews(images, augment, views=self.method.views, seed=config.seed)
