@@ -80,25 +80,27 @@ def calibrate_decoder(device: str = "cpu") -> dict[int, float]:
 
 
 def display_values(codestream, pixels, encoded, program, decode_device: str):
-    """The DALI graph of `dali_samples`' display formula: float32 rows × columns × 1 in [0, 1]."""
+    """The DALI graph of `dali_samples`' display formula: float32 rows × columns × 1 in [0, 1].
+    Branches test `program` on the CPU (DALI's conditions must be CPU data); the arithmetic reads
+    its copy on the pixels' device."""
     if encoded:
         x = fn.decoders.image(codestream, device=decode_device, dtype=types.UINT16, output_type=types.ANY_DATA)
     else:
         x = pixels if decode_device == "cpu" else pixels.gpu()
+    p = program if decode_device == "cpu" else program.gpu()
     x = fn.cast(x, dtype=types.FLOAT)
     if program[0] != 1.0:  # undo the decoder's range scaling (an 8-bit codestream on the CPU)
-        x = dmath.floor(x * program[0] + 0.5)
-    has_padding = program[6] <= program[7]
+        x = dmath.floor(x * p[0] + 0.5)
     if program[4] > 0.5:  # min-max of the non-padding values
-        shift = fn.cast((x >= program[6]) & (x <= program[7]), dtype=types.FLOAT) * _PADDING_SHIFT
+        shift = fn.cast((x >= p[6]) & (x <= p[7]), dtype=types.FLOAT) * _PADDING_SHIFT
         x0, high = fn.reductions.min(x + shift), fn.reductions.max(x - shift)
-        gain = program[5] / dmath.max(high - x0, _TINY_SPAN)
-        offset = fn.cast(program[5] < 0.0, dtype=types.FLOAT)
+        gain = p[5] / dmath.max(high - x0, _TINY_SPAN)
+        offset = fn.cast(p[5] < 0.0, dtype=types.FLOAT)
     else:
-        x0, gain, offset = program[1], program[2], program[3]
+        x0, gain, offset = p[1], p[2], p[3]
     y = dmath.clamp((x - x0) * gain + offset, 0.0, 1.0)
-    if has_padding:
-        y = y * fn.cast((x < program[6]) | (x > program[7]), dtype=types.FLOAT)
+    if program[6] <= program[7]:  # Pixel Padding Value / Range Limit present
+        y = y * fn.cast((x < p[6]) | (x > p[7]), dtype=types.FLOAT)
     return y
 
 
