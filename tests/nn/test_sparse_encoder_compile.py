@@ -4,22 +4,15 @@ would (dynamo, autograd, fake tensors) without inductor's C++ builds, minutes on
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torch._dynamo.testing import CompileCounterWithBackend
 
-if not torch.cuda.is_available():
-    # torch._dynamo imports Triton, which reads this once, at its import: set as the Triton
-    # kernels' tests set it, or those tests, run after these, would find Triton compiled for a GPU.
-    os.environ["TRITON_INTERPRET"] = "1"
-
-from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
-
-from cxrfast.nn import SparseEncoder  # noqa: E402
-from cxrfast.ops.sparse_tiles import TileLayout  # noqa: E402
+from cxrfast.nn import SparseEncoder
+from cxrfast.ops.sparse_tiles import TileLayout
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "ops"))
 from backbones import STAGES, ConvNeXt, ResNet  # noqa: E402

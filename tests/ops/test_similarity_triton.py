@@ -4,17 +4,13 @@ interpreter on CPU tensors (small shapes)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are defined, so set before import
+from similarity_checks import DEVICE, SCALE, TOL, check_ops_through, embeddings, run_all
 
-from similarity_checks import DEVICE, SCALE, TOL, check_ops_through, embeddings, run_all  # noqa: E402
+from cxrfast.triton import similarity
 
-from cxrfast.triton import similarity  # noqa: E402
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("mode,with_col,bias", [("lse", False, 0.0), ("lse", True, -1.5), ("softplus", False, -1.5),

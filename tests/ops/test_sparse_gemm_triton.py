@@ -3,15 +3,10 @@ every gradient. Without a GPU it runs in Triton's interpreter on CPU tensors (sm
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are defined, so set before import
-
-from test_sparse_conv import check_gemm_path  # noqa: E402
+from test_sparse_conv import check_gemm_path
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
