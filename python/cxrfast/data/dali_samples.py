@@ -176,7 +176,7 @@ class PipelineSamples:
                  world_size: int, start_epoch: int = 0, start_batch: int = 0, decoder_scales: dict[int, float]):
         self.data = Path(data)
         self.cache = PreparedCache(self.data) if (self.data / SETTINGS_FILE).is_file() else None
-        self.paths = None if self.cache else [s.path for s in find_sources(self.data)]
+        self.paths = None if self.cache is not None else [s.path for s in find_sources(self.data)]
         self.batch_size, self.start_epoch, self.start_batch = batch_size, start_epoch, start_batch
         self.decoder_scales = decoder_scales
         self.sampler = DistributedSampler(range(len(self)), num_replicas=world_size, rank=rank, shuffle=shuffle,
@@ -187,7 +187,7 @@ class PipelineSamples:
                             f"{batch_size}")
 
     def __len__(self) -> int:
-        return len(self.cache) if self.cache else len(self.paths)
+        return len(self.cache) if self.cache is not None else len(self.paths)
 
     def batches_per_epoch(self) -> int:
         return self.sampler.num_samples // self.batch_size
