@@ -76,9 +76,23 @@ class SparseAvgPool2d(nn.AvgPool2d, _Masked):
                                  self.count_include_pad)
 
 
-# BatchNorm2d needs no sparse form: over (N, C, t, t) tiles its statistics are already those of
-# the visible positions only, running statistics included.
-SPARSE = {nn.Conv2d: SparseConv2d, nn.MaxPool2d: SparseMaxPool2d, nn.AvgPool2d: SparseAvgPool2d}
+class SparseBatchNorm2d(nn.BatchNorm2d, _Masked):
+    """Over (N, C, t, t) tiles BatchNorm2d's statistics are already the visible positions' own,
+    running statistics included. The form only states, when training, what batch statistics need
+    (some tiles, more than one value per channel): where the tile count is data-dependent (cells
+    coarser than the patches, or no fixed kept count), torch.compile can then trace on instead of
+    guarding on that count."""
+
+    def forward(self, tiles: Tensor) -> Tensor:
+        if self.training:
+            torch._check(tiles.shape[0] > 0, lambda: "no visible tiles to take batch statistics of")
+            torch._check(tiles.shape[0] * tiles.shape[2] * tiles.shape[3] > 1,
+                         lambda: "Expected more than 1 value per channel when training")
+        return super().forward(tiles)
+
+
+SPARSE = {nn.Conv2d: SparseConv2d, nn.MaxPool2d: SparseMaxPool2d, nn.AvgPool2d: SparseAvgPool2d,
+          nn.BatchNorm2d: SparseBatchNorm2d}
 
 
 # --- dense-masked form (SparK's simulation): every layer dense, its output then masked ----------
