@@ -172,18 +172,17 @@ class DaliLoader:
         self.device_id = _device_id(device)
         self.epoch, self.batch = 0, 0
         self._pipe = None
-        self._samples = self._make_samples({})  # checks the data before any DALI work
-
-    def _make_samples(self, decoder_scales: dict[int, float]) -> PipelineSamples:
-        return PipelineSamples(self.data, batch_size=self.batch_size, shuffle=self.shuffle, seed=self.seed,
-                               rank=self.rank, world_size=self.world_size, start_epoch=self.epoch,
-                               start_batch=self.batch, decoder_scales=decoder_scales)
+        # Finds and checks the data once, before any DALI work; the pipeline's workers get a copy.
+        self._samples = PipelineSamples(data, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=self.rank,
+                                        world_size=self.world_size)
 
     def __len__(self) -> int:
         return self._samples.batches_per_epoch()
 
     def _build(self):
-        samples = self._make_samples(calibrate_decoder(self.device))
+        samples = self._samples
+        samples.start_epoch, samples.start_batch = self.epoch, self.batch  # where the sources begin
+        samples.decoder_scales = calibrate_decoder(self.device)
         decode_device = "cpu" if self.device_id is None else "mixed"
         augment, views, size = self.augment, self.views, self.size
 
@@ -239,8 +238,7 @@ class DaliLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.batch = int(state["epoch"]), int(state.get("batch", 0))
-        self._pipe = None  # the sources start from the new position
-        self._samples = self._make_samples({})
+        self._pipe = None  # rebuilt, its sources starting from the new position
 
 
 def _to_torch(output, device: str) -> torch.Tensor:

@@ -173,12 +173,13 @@ class PipelineSamples:
     batches; the first epoch may start part-way, for a resumed run."""
 
     def __init__(self, data: str | os.PathLike, *, batch_size: int, shuffle: bool, seed: int, rank: int,
-                 world_size: int, start_epoch: int = 0, start_batch: int = 0, decoder_scales: dict[int, float]):
+                 world_size: int, start_epoch: int = 0, start_batch: int = 0,
+                 decoder_scales: dict[int, float] | None = None):
         self.data = Path(data)
         self.cache = PreparedCache(self.data) if (self.data / SETTINGS_FILE).is_file() else None
         self.paths = None if self.cache is not None else [s.path for s in find_sources(self.data)]
         self.batch_size, self.start_epoch, self.start_batch = batch_size, start_epoch, start_batch
-        self.decoder_scales = decoder_scales
+        self.decoder_scales = dict(decoder_scales or {})  # none: every codestream is read on the CPU
         self.sampler = DistributedSampler(range(len(self)), num_replicas=world_size, rank=rank, shuffle=shuffle,
                                           seed=seed, drop_last=True)
         self._order: tuple[int, list[int]] | None = None
