@@ -32,7 +32,7 @@ from cxrfast.errors import DataError
 from cxrfast.io import read_dicom
 from cxrfast.io.dicom_header import DicomInfo, ParsedFile, read_parsed
 from cxrfast.io.dicom_pixels import codestream, codestream_shape, frame_fragments
-from cxrfast.data.prepared_cache import PIXEL_SCALE, SETTINGS_FILE, PreparedCache
+from cxrfast.data.prepared_cache import PIXEL_SCALE, PreparedCache, is_prepared_cache
 from cxrfast.data.sources import find_sources, load_image
 
 # JPEG 2000 (lossless, lossy) and HTJ2K (lossless, RPCL, lossy): what `fn.decoders.image` decodes
@@ -176,7 +176,7 @@ class PipelineSamples:
                  world_size: int, start_epoch: int = 0, start_batch: int = 0,
                  decoder_scales: dict[int, float] | None = None):
         self.data = Path(data)
-        self.cache = PreparedCache(self.data) if (self.data / SETTINGS_FILE).is_file() else None
+        self.cache = PreparedCache(self.data) if is_prepared_cache(self.data) else None
         self.paths = None if self.cache is not None else [s.path for s in find_sources(self.data)]
         self.batch_size, self.start_epoch, self.start_batch = batch_size, start_epoch, start_batch
         self.decoder_scales = dict(decoder_scales or {})  # none: every codestream is read on the CPU

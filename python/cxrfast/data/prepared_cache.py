@@ -33,6 +33,11 @@ PIXEL_SCALE = 65535.0
 LOCATION = ("name", "shard", "offset", "rows", "columns")
 
 
+def is_prepared_cache(path: str | os.PathLike) -> bool:
+    """Whether `path` is a cache folder (as opposed to a folder of images or a manifest)."""
+    return (Path(path) / SETTINGS_FILE).is_file()
+
+
 def shard_paths(root: Path, shard: int) -> tuple[Path, Path]:
     return root / f"shard-{shard:05d}.u16", root / f"shard-{shard:05d}.json"
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cxrfast.data.augment import resize_center
-from cxrfast.data.prepared_cache import SETTINGS_FILE, PreparedCache
+from cxrfast.data.prepared_cache import PreparedCache, is_prepared_cache
 from cxrfast.data.sources import find_sources, load_image
 from cxrfast.errors import DataError
 
@@ -41,7 +41,7 @@ class ProbeSet:
     @classmethod
     def read(cls, source: str | os.PathLike, findings: list[str] | None = None) -> ProbeSet:
         root = os.fspath(source)
-        if os.path.isfile(os.path.join(root, SETTINGS_FILE)):
+        if is_prepared_cache(root):
             cache = PreparedCache(root)
             records = cache.records
             images = [lambda i=i: cache[i] for i in range(len(cache))]

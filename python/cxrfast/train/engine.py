@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cxrfast.data.augment import ViewAugment
 from cxrfast.data.datasets import ImageFiles, SSLViews
 from cxrfast.data.loader import EpochLoader
-from cxrfast.data.prepared_cache import SETTINGS_FILE, PreparedCache
+from cxrfast.data.prepared_cache import PreparedCache, is_prepared_cache
 from cxrfast.errors import ConfigError
 from cxrfast.eval.linear_probe import ProbeResult, ProbeSet, linear_probe
 from cxrfast.methods import METHODS, create_method
@@ -89,7 +89,7 @@ def check_config(config: PretrainConfig) -> None:
 
 def open_images(data: str | os.PathLike):
     """The prepared cache when `data` is one, else the images its folder or manifest names."""
-    return PreparedCache(data) if (Path(data) / SETTINGS_FILE).is_file() else ImageFiles(data)
+    return PreparedCache(data) if is_prepared_cache(data) else ImageFiles(data)
 
 
 def _distributed() -> tuple[int, int, int]:
