@@ -8,17 +8,13 @@ Speed is pytest-benchmark's median; memory is the activation memory autograd kee
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from cxrfast.models import import_timm
 from cxrfast.nn import DenseMaskedEncoder, SparseEncoder
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "ops"))
-from test_sparse_conv import random_visible  # noqa: E402
+from cxrfast.nn.masking import spark_mask
 
 BATCH, SIZE = 8, 224
 MODELS = ["resnet50", "convnext_tiny"]
@@ -53,7 +49,7 @@ def saved_bytes(encoder, images, visible) -> int:
 def test_encoder_step(benchmark, tag, encoders, model, ratio, role):
     encoder = encoders[model][role]
     images = torch.randn(BATCH, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    visible = random_visible(BATCH, SIZE // 32, SIZE // 32, ratio, seed=1)
+    visible = spark_mask(BATCH, SIZE // 32, SIZE // 32, ratio, generator=torch.Generator().manual_seed(1))
     benchmark.group = f"{model} 224² batch {BATCH} mask {ratio} fwd+bwd"
     tag(role, BATCH, "SparK dense-masked" if role == "baseline" else None)
     benchmark.extra_info["saved_MiB"] = saved_bytes(encoder, images, visible) / 2**20

@@ -4,6 +4,8 @@ Each output position's input row for tap k is `table[m, k]` in the position rows
 row at the end for masked or outside inputs): out = sum_k rows[table[:, k]] @ W_k, the gathered
 operand never materialised. Backward: grad_W_k = rows[table[:, k]]^T @ grad_out, and grad_out @
 W_k^T is scattered back to the input rows with atomic adds.
+
+Launch functions only, on laid-out tensors; the autograd lives in cxrfast.ops.sparse_gemm.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from cxrfast.ops.sparse_gemm import from_tap_major, kernel_weight
 
 BLOCK_M, BLOCK_N, BLOCK_C = 32, 32, 32
 
@@ -74,37 +74,29 @@ def _grad_rows(grad_out, table, weight, grad_rows, M, C, N, K, BLOCK_M: tl.const
                   mask=(offs_m[:, None] < M) & (offs_c[None, :] < C))
 
 
-class GatherGemm(torch.autograd.Function):
-    """Same contract as the torch path in cxrfast.ops.sparse_gemm: rows (M_in, C), table (M_out, K)."""
+def forward(rows: torch.Tensor, table: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """rows (M_in + 1, C), the last row zero; table (M_out, K) int64; weight (K * C, N) tap-major
+    -> (M_out, N) (+ bias) in rows' dtype, summed in float32."""
+    (m_out, taps), channels, n = table.shape, rows.shape[1], weight.shape[1]
+    out = torch.empty(m_out, n, dtype=torch.float32, device=rows.device)
+    grid = (triton.cdiv(m_out, BLOCK_M), triton.cdiv(n, BLOCK_N))
+    _forward[grid](rows.contiguous(), table.contiguous(), weight.to(rows.dtype).contiguous(), out, m_out, channels,
+                   n, taps, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
+    out = out.to(rows.dtype)
+    return out + bias if bias is not None else out
 
-    @staticmethod
-    def forward(ctx, rows, weight, bias, table):
-        m_out, k = table.shape
-        channels, n = rows.shape[1], weight.shape[0]
-        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
-        out = torch.empty(m_out, n, dtype=torch.float32, device=rows.device)
-        grid = (triton.cdiv(m_out, BLOCK_M), triton.cdiv(n, BLOCK_N))
-        _forward[grid](padded, table, kernel_weight(weight).to(rows.dtype), out, m_out, channels, n, k,
-                       BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
-        ctx.save_for_backward(rows, weight, table)
-        ctx.has_bias = bias is not None
-        out = out.to(rows.dtype)
-        return out + bias if bias is not None else out
 
-    @staticmethod
-    def backward(ctx, grad):
-        rows, weight, table = ctx.saved_tensors
-        m_out, k = table.shape
-        channels, n = rows.shape[1], weight.shape[0]
-        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
-        grad = grad.contiguous()
-        grad_w = torch.empty(k * channels, n, dtype=torch.float32, device=rows.device)
-        _grad_weight[(triton.cdiv(channels, BLOCK_C), triton.cdiv(n, BLOCK_N), k)](
-            padded, table, grad, grad_w, m_out, channels, n, k, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
-        grad_rows = torch.zeros(rows.shape[0] + 1, channels, dtype=torch.float32, device=rows.device)
-        _grad_rows[(triton.cdiv(m_out, BLOCK_M), triton.cdiv(channels, BLOCK_C), k)](
-            grad, table, kernel_weight(weight).to(grad.dtype), grad_rows, m_out, channels, n, k,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
-        grad_weight = from_tap_major(grad_w.t(), weight).to(weight.dtype)
-        grad_bias = grad.sum(0) if ctx.has_bias else None
-        return grad_rows[:-1].to(rows.dtype), grad_weight, grad_bias, None
+def backward(rows: torch.Tensor, table: torch.Tensor, weight: torch.Tensor,
+             grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of `forward` for rows (M_in + 1, C) and weight (K * C, N), both float32."""
+    (m_out, taps), channels, n = table.shape, rows.shape[1], weight.shape[1]
+    rows, table, grad_out = rows.contiguous(), table.contiguous(), grad_out.contiguous()
+    grad_weight = torch.empty(taps * channels, n, dtype=torch.float32, device=rows.device)
+    _grad_weight[(triton.cdiv(channels, BLOCK_C), triton.cdiv(n, BLOCK_N), taps)](
+        rows, table, grad_out, grad_weight, m_out, channels, n, taps, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+        BLOCK_C=BLOCK_C)
+    grad_rows = torch.zeros(rows.shape, dtype=torch.float32, device=rows.device)
+    _grad_rows[(triton.cdiv(m_out, BLOCK_M), triton.cdiv(channels, BLOCK_C), taps)](
+        grad_out, table, weight.to(grad_out.dtype).contiguous(), grad_rows, m_out, channels, n, taps,
+        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_C=BLOCK_C)
+    return grad_rows, grad_weight

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from helpers import pydicom_reference
 from pydicom.pixels import apply_modality_lut
 
-import pydicom_reference
 from cxrfast.io import DicomError, read_dicom, read_header
 from cxrfast.io.dicom import SUPPORTED_PHOTOMETRIC
 
@@ -37,6 +37,10 @@ DECODABLE = _decodable()
 SUPPORTED = [name for name, pi in DECODABLE if pi in SUPPORTED_PHOTOMETRIC]
 MONOCHROME = [name for name, pi in DECODABLE if pi.startswith("MONOCHROME")]
 UNSUPPORTED = [name for name, pi in DECODABLE if pi not in SUPPORTED_PHOTOMETRIC]
+
+
+# pydicom's SC_rgb_jpeg.dcm declares explicit VR and holds implicit; pydicom reads it either way.
+pytestmark = pytest.mark.filterwarnings("ignore:Expected explicit VR, but found implicit VR:UserWarning")
 
 
 def _reference(name: str):

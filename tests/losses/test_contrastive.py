@@ -1,5 +1,5 @@
-"""The fused contrastive losses against the naive ones that materialise the logit matrix (written
-here as lightly, open_clip and MoCo's reference code compute them), and against hand-computed
+"""The fused contrastive losses against the naive ones that materialise the logit matrix
+(cxrfast.losses.reference, as lightly, open_clip and MoCo's reference code compute them), and against hand-computed
 values: loss and every gradient, awkward sizes, non-contiguous inputs, reductions, fp32 and bf16."""
 
 from __future__ import annotations
@@ -12,49 +12,9 @@ import torch.nn.functional as F
 
 import cxrfast.ops.similarity as similarity_module
 from cxrfast.losses import ClipLoss, MoCoLoss, NTXentLoss, SigLipLoss
+from cxrfast.losses.reference import naive_clip, naive_moco, naive_multi_positive, naive_nt_xent, naive_siglip
 from cxrfast.ops.similarity import (similarity_lse, similarity_lse_reference, similarity_softplus,
                                     similarity_softplus_reference)
-
-
-def naive_nt_xent(out0, out1, temperature, reduction="mean"):
-    z = F.normalize(torch.cat([out0, out1]).float(), dim=1)
-    n = out0.shape[0]
-    logits = (z @ z.t() / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
-    labels = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
-    return F.cross_entropy(logits, labels, reduction=reduction)
-
-
-def naive_multi_positive(z, indexes, temperature):
-    """solo-learn's manual_ntxent_loss: similarities exponentiated, summed over positives and over
-    every other row."""
-    z = F.normalize(z.float(), dim=-1)
-    sim = torch.exp(z @ z.t() / temperature)
-    same = indexes[:, None] == indexes[None, :]
-    pos_mask = same.fill_diagonal_(False)
-    neg_mask = ~(indexes[:, None] == indexes[None, :])
-    pos, neg = (sim * pos_mask).sum(1), (sim * neg_mask).sum(1)
-    return -torch.mean(torch.log(pos / (pos + neg)))
-
-
-def naive_clip(image, text, scale, labels, reduction="mean", bias=0.0):
-    logits = scale * image.float() @ text.float().t() + bias
-    return (F.cross_entropy(logits, labels, reduction=reduction)
-            + F.cross_entropy(logits.t(), labels, reduction=reduction)) / 2
-
-
-def naive_siglip(image, text, scale, bias, labels, reduction="mean"):
-    """open_clip's SigLipLoss: ±1 labels, −Σ log σ over every pair, divided by the image count."""
-    logits = scale * image.float() @ text.float().t() + bias
-    signs = -torch.ones_like(logits)
-    signs[torch.arange(len(labels)), labels] = 1.0
-    per_image = -F.logsigmoid(signs * logits).sum(1)
-    return {"mean": per_image.sum() / len(image), "sum": per_image.sum(), "none": per_image}[reduction]
-
-
-def naive_moco(query, key, queue, temperature, reduction="mean"):
-    q, k = F.normalize(query.float(), dim=1), F.normalize(key.float(), dim=1)
-    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long), reduction=reduction)
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""DINOLoss against the DINO paper's loop over crop pairs (written here as its reference code
-computes it): loss, student gradient, centring and the centre's update, multi-crop layouts,
+"""DINOLoss against the DINO paper's loop over crop pairs (cxrfast.losses.reference, as its
+reference code computes it): loss, student gradient, centring and the centre's update, multi-crop layouts,
 reductions, bf16, and across 2 gloo processes."""
 
 from __future__ import annotations
@@ -10,28 +10,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 
 from cxrfast.losses import DINOLoss
-
-
-def naive_dino(student, teacher, center, crops, student_temp, teacher_temp, reduction="mean"):
-    """One log-softmax and one product per (teacher, student) pair, same views skipped."""
-    students = (student.float() / student_temp).chunk(crops)
-    teachers = F.softmax((teacher.float() - center) / teacher_temp, dim=-1).detach().chunk(2)
-    total, terms = 0, 0
-    for iq, q in enumerate(teachers):
-        for v, s in enumerate(students):
-            if v == iq:
-                continue
-            total = total + torch.sum(-q * F.log_softmax(s, dim=-1), dim=-1)
-            terms += 1
-    per_sample = total / terms
-    return {"mean": per_sample.mean(), "sum": per_sample.sum(), "none": per_sample}[reduction]
-
-
-def naive_center(center, teacher, momentum):
-    return center * momentum + teacher.float().mean(0, keepdim=True) * (1 - momentum)
+from cxrfast.losses.reference import naive_center, naive_dino
 
 
 def _outputs(crops, batch, dim, dtype, seed):

@@ -5,19 +5,15 @@ the backbone's own."""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers.backbones import STAGES, ConvNeXt, ResNet
 
 from cxrfast.errors import ConfigError
 from cxrfast.models import import_timm
 from cxrfast.nn import DenseMaskedEncoder, SparseEncoder
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "ops"))
-from backbones import STAGES, ConvNeXt, ResNet  # noqa: E402
-from test_sparse_conv import random_visible  # noqa: E402
+from cxrfast.nn.masking import spark_mask
 
 
 def _timm(name):
@@ -49,7 +45,7 @@ def check_against_dense_masked(name, ratio, batch, in_chans, grid, steps=3, patc
     sparse, reference = _pair(name, in_chans, patch_size)
     patch = sparse.patch_size
     for step in range(steps):  # BatchNorm running statistics drift identically over steps
-        visible = random_visible(batch, *grid, ratio, seed=step)
+        visible = spark_mask(batch, *grid, ratio, generator=torch.Generator().manual_seed(step))
         assert visible.sum() >= 2  # BatchNorm over a single position is undefined (torch raises)
         images = torch.randn(batch, in_chans, grid[0] * patch, grid[1] * patch, dtype=torch.float64,
                              generator=torch.Generator().manual_seed(step))
@@ -106,7 +102,7 @@ def test_autocast_bfloat16_as_accurate_as_dense_masked(name):
     twin, truth = copy.deepcopy(backbone), copy.deepcopy(backbone).double()
     encoders = [SparseEncoder(backbone, **options), DenseMaskedEncoder(twin, **options),
                 DenseMaskedEncoder(truth, **options)]
-    visible = random_visible(2, 2, 3, 0.6)
+    visible = spark_mask(2, 2, 3, 0.6, generator=torch.Generator().manual_seed(0))
     images = torch.randn(2, 1, 64, 96)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ours, baseline = encoders[0](images, visible), encoders[1](images, visible)
@@ -129,7 +125,8 @@ def test_autocast_bfloat16_as_accurate_as_dense_masked(name):
 def test_timm_defaults_are_sparks_scales():
     encoder = SparseEncoder(import_timm().create_model("resnet50", in_chans=1))
     assert encoder.stages == ["layer1", "layer2", "layer3", "layer4"] and encoder.patch_size == 32
-    features = encoder(torch.randn(2, 1, 64, 96), random_visible(2, 2, 3, 0.5))
+    visible = spark_mask(2, 2, 3, 0.5, generator=torch.Generator().manual_seed(0))
+    features = encoder(torch.randn(2, 1, 64, 96), visible)
     assert [tuple(f.shape) for f in features] == [(2, 256, 16, 24), (2, 512, 8, 12), (2, 1024, 4, 6), (2, 2048, 2, 3)]
 
 
@@ -140,7 +137,7 @@ def test_same_weights_and_keys_and_restore():
     encoder = SparseEncoder(backbone, 32, stages=STAGES[ResNet])
     assert encoder.backbone.conv1.weight is weight
     assert list(backbone.state_dict()) == list(before)
-    encoder(torch.randn(2, 1, 64, 96), random_visible(2, 2, 3, 0.5))
+    encoder(torch.randn(2, 1, 64, 96), spark_mask(2, 2, 3, 0.5, generator=torch.Generator().manual_seed(0)))
     restored = encoder.restore()
     assert type(restored.conv1) is torch.nn.Conv2d and type(restored.maxpool) is torch.nn.MaxPool2d
     restored.eval()
@@ -167,7 +164,7 @@ def test_fixed_kept_count_gives_the_same_features():
     torch.manual_seed(0)
     backbone = ConvNeXt()
     twin = copy.deepcopy(backbone)
-    visible = random_visible(3, 2, 3, 0.5)
+    visible = spark_mask(3, 2, 3, 0.5, generator=torch.Generator().manual_seed(0))
     plain = SparseEncoder(backbone, 32, stages=STAGES[ConvNeXt])(torch.ones(3, 1, 64, 96), visible)
     fixed = SparseEncoder(twin, 32, stages=STAGES[ConvNeXt], kept=3)(torch.ones(3, 1, 64, 96), visible)
     for a, b in zip(plain, fixed):

@@ -8,19 +8,14 @@ on a small CPU."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers.backbones import STAGES, ConvNeXt, ResNet
 from torch._dynamo.testing import CompileCounterWithBackend
 
 from cxrfast.nn import SparseEncoder
+from cxrfast.nn.masking import spark_mask
 from cxrfast.ops.sparse_tiles import TileLayout
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "ops"))
-from backbones import STAGES, ConvNeXt, ResNet  # noqa: E402
-from test_sparse_conv import random_visible  # noqa: E402
 
 
 def _encoder(kind, patch: int, kept: int | None) -> SparseEncoder:
@@ -42,7 +37,8 @@ def test_one_graph_equal_to_eager(kind, layout):
     compiled = torch.compile(twin, backend=counter, fullgraph=True)
     with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=patch < 32 or kept is None):
         for step, batch in enumerate([2, 2, 3, 4]):
-            visible = random_visible(batch, 64 // patch, 96 // patch, 0.5, seed=step)
+            generator = torch.Generator().manual_seed(step)
+            visible = spark_mask(batch, 64 // patch, 96 // patch, 0.5, generator=generator)
             images = torch.randn(batch, 1, 64, 96, generator=torch.Generator().manual_seed(step))
             ours_in, ref_in = images.clone().requires_grad_(), images.clone().requires_grad_()
             ours, expected = compiled(ours_in, visible), eager(ref_in, visible)
@@ -63,4 +59,4 @@ def test_compiled_layout_still_checks_the_kept_count():
     build = torch.compile(lambda visible: TileLayout.from_mask(visible, kept=2).batch, backend="aot_eager",
                           fullgraph=True)
     with pytest.raises(RuntimeError, match="kept=2, but a sample keeps"):
-        build(random_visible(2, 2, 3, 0.5))
+        build(spark_mask(2, 2, 3, 0.5, generator=torch.Generator().manual_seed(0)))

@@ -8,9 +8,7 @@ import shutil
 
 import pytest
 import torch
-from similarity_checks import SCALE, TOL, check_ops_through, embeddings, run_all
-
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+from helpers.similarity_checks import SCALE, TOL, check_ops_through, embeddings, run_all
 
 
 def test_bindings_refuse_bad_sizes_before_any_launch():
@@ -31,19 +29,19 @@ def test_bindings_refuse_bad_sizes_before_any_launch():
         _cuda.similarity_backward_b(0, 0, 1, 1, 1, 0, 0, 4, 4, 8, 1.0, 0.0, False, 0, 0, 0)
 
 
-@needs_gpu
+@pytest.mark.gpu
 @pytest.mark.parametrize("mode,with_col,bias", [("lse", False, 0.0), ("lse", True, -1.5), ("softplus", False, -1.5)])
 @pytest.mark.parametrize("shape,offset", [((1, 1, 1), None), ((7, 5, 3), -2), ((33, 70, 17), 3),
                                           ((129, 40, 65), None), ((64, 64, 32), 0), ((130, 200, 300), 0)])
 def test_cuda_kernels_match_dense_reference(shape, offset, mode, with_col, bias):
     from cxrfast.ops import similarity_cuda
 
-    a, b, gen = embeddings(*shape, torch.float32)
+    a, b, gen = embeddings(*shape, torch.float32, "cuda")
     run_all(similarity_cuda, a, b, SCALE, bias, offset, mode, with_col, TOL[torch.float32], gen)
 
 
-@needs_gpu
+@pytest.mark.gpu
 @pytest.mark.parametrize("op", ["lse", "lse-columns", "softplus"])
 @pytest.mark.parametrize("offset", [None, 0, 5])
 def test_ops_through_cuda_equal_their_reference(op, offset, monkeypatch):
-    check_ops_through("cuda", op, offset, monkeypatch)
+    check_ops_through("cuda", op, offset, "cuda", monkeypatch)

@@ -6,37 +6,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.sparse_conv_checks import check_gemm_path, conv_case
 
-from cxrfast.ops.sparse_conv import sparse_conv2d, sparse_conv2d_reference
+from cxrfast.nn.masking import spark_mask
+from cxrfast.ops.sparse_conv import sparse_conv2d
+from cxrfast.ops.sparse_conv_reference import sparse_conv2d_reference
 from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles
-
-
-def random_visible(batch: int, rows: int, cols: int, ratio: float, seed: int = 0) -> torch.Tensor:
-    """SparK's masking: the same number of kept patches in every sample."""
-    g = torch.Generator().manual_seed(seed)
-    keep = max(1, round(rows * cols * (1 - ratio)))
-    order = torch.rand(batch, rows * cols, generator=g).argsort(dim=1)
-    visible = torch.zeros(batch, rows * cols, dtype=torch.bool)
-    visible.scatter_(1, order[:, :keep], True)
-    return visible.view(batch, rows, cols)
 
 
 # (kernel, stride, padding, dilation, depthwise): ResNet stem, 3×3, 1×1, strided 1×1 and 3×3,
 # ConvNeXt's 7×7 depthwise and 2×2 downsampling, a dilated 3×3.
 CONVS = [(7, 2, 3, 1, False), (3, 1, 1, 1, False), (1, 1, 0, 1, False), (1, 2, 0, 1, False), (3, 2, 1, 1, False),
          (7, 1, 3, 1, True), (2, 2, 0, 1, False), (3, 1, 2, 2, False)]
-
-
-def _case(batch, channels, grid, tile, ratio, conv, dtype=torch.float32, seed=0):
-    kernel, stride, padding, dilation, depthwise = conv
-    g = torch.Generator().manual_seed(seed)
-    layout = TileLayout.from_mask(random_visible(batch, *grid, ratio, seed))
-    dense = torch.randn(batch, channels, grid[0] * tile, grid[1] * tile, generator=g, dtype=dtype)
-    out_channels = channels if depthwise else 4
-    weight = torch.randn(out_channels, 1 if depthwise else channels, kernel, kernel, generator=g, dtype=dtype)
-    bias = torch.randn(out_channels, generator=g, dtype=dtype)
-    options = dict(stride=stride, padding=padding, dilation=dilation, groups=channels if depthwise else 1)
-    return layout, dense, weight, bias, options
 
 
 def _both(layout, dense, weight, bias, options, tile):
@@ -49,7 +30,7 @@ def _both(layout, dense, weight, bias, options, tile):
 @pytest.mark.parametrize("ratio", [0.0, 0.6, 0.9])
 @pytest.mark.parametrize("batch,channels,grid,tile", [(1, 1, (3, 5), 8), (5, 3, (4, 3), 4), (2, 3, (7, 7), 2)])
 def test_forward_and_gradients_equal_dense_masked(conv, ratio, batch, channels, grid, tile):
-    layout, dense, weight, bias, options = _case(batch, channels, grid, tile, ratio, conv)
+    layout, dense, weight, bias, options = conv_case(batch, channels, grid, tile, ratio, conv)
     params = [t.requires_grad_() for t in (dense, weight, bias)]
     ours, reference = _both(layout, dense, weight, bias, options, tile)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
@@ -63,7 +44,7 @@ def test_forward_and_gradients_equal_dense_masked(conv, ratio, batch, channels, 
 
 @pytest.mark.parametrize("conv", [(3, 1, 1, 1, False), (7, 2, 3, 1, False), (3, 1, 3, 1, True), (7, 1, 3, 1, True)])
 def test_gradcheck_float64(conv):
-    layout, dense, weight, bias, options = _case(2, 2, (2, 3), 2 * conv[1], 0.5, conv, torch.float64)
+    layout, dense, weight, bias, options = conv_case(2, 2, (2, 3), 2 * conv[1], 0.5, conv, torch.float64)
     tiles = gather_tiles(dense, layout, dense.shape[-1] // 3).requires_grad_()
     weight.requires_grad_()
     bias.requires_grad_()
@@ -71,7 +52,7 @@ def test_gradcheck_float64(conv):
 
 
 def test_tiles_round_trip_and_mask_token():
-    layout = TileLayout.from_mask(random_visible(3, 2, 4, 0.5))
+    layout = TileLayout.from_mask(spark_mask(3, 2, 4, 0.5, generator=torch.Generator().manual_seed(0)))
     dense = torch.randn(3, 2, 8, 16) * layout.mask(4)
     torch.testing.assert_close(scatter_tiles(gather_tiles(dense, layout, 4), layout), dense)
     token = torch.tensor([5.0, -7.0], requires_grad=True)
@@ -86,7 +67,7 @@ def test_layout_rejects_bad_masks():
     with pytest.raises(ValueError, match="bool"):
         TileLayout.from_mask(torch.ones(2, 3, 3))
     with pytest.raises(ValueError, match="does not divide"):
-        layout = TileLayout.from_mask(random_visible(1, 2, 2, 0.5))
+        layout = TileLayout.from_mask(spark_mask(1, 2, 2, 0.5, generator=torch.Generator().manual_seed(0)))
         sparse_conv2d(torch.zeros(layout.count, 1, 1, 1), layout, torch.zeros(1, 1, 3, 3), stride=2, padding=1)
 
 
@@ -94,26 +75,6 @@ def test_layout_rejects_bad_masks():
                          ids=lambda v: f"k{v[0]}s{v[1]}p{v[2]}d{v[3]}" if isinstance(v, tuple) else f"tile{v}")
 def test_gather_gemm_path_equals_reference(conv, tile):
     check_gemm_path(conv, tile, batch=3, channels=5, grid=(3, 4), ratio=0.6)
-
-
-def check_gemm_path(conv, tile, *, batch, channels, grid, ratio, device="cpu", tolerance=1e-4):
-    """sparse_conv2d_gemm (whichever backend dispatch picks) against the reference: forward and
-    the input, weight and bias gradients. A stride wider than the tile leaves the patch grid for
-    cells of stride / tile patches."""
-    from cxrfast.ops.sparse_gemm import sparse_conv2d_gemm
-
-    layout, dense, weight, bias, options = _case(batch, channels, grid, tile, ratio, conv, seed=3)
-    layout = TileLayout(layout.batch.to(device), layout.row.to(device), layout.col.to(device), layout.grid)
-    out_layout = layout.coarsen(conv[1] // tile) if tile < conv[1] else None
-    params = [t.to(device).requires_grad_() for t in (dense, weight, bias)]
-    dense, weight, bias = params
-    got = scatter_tiles(sparse_conv2d_gemm(gather_tiles(dense, layout, tile), layout, weight, bias, *conv[1:4],
-                                           out_layout=out_layout), out_layout or layout)
-    reference = sparse_conv2d_reference(dense, layout, weight, bias, **options)
-    torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance)
-    upstream = torch.randn_like(reference)
-    for a, b in zip(torch.autograd.grad(got, params, upstream), torch.autograd.grad(reference, params, upstream)):
-        torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
 
 
 # Patches smaller than the network's stride: strided convs whose stride exceeds the tile map the
@@ -129,7 +90,7 @@ def test_convolution_leaving_the_patch_grid(conv, ratio):
 
 
 def test_convolution_leaving_the_patch_grid_gradcheck_float64():
-    layout, dense, weight, bias, options = _case(2, 2, (4, 2), 1, 0.5, (3, 2, 1, 1, False), torch.float64)
+    layout, dense, weight, bias, options = conv_case(2, 2, (4, 2), 1, 0.5, (3, 2, 1, 1, False), torch.float64)
     coarse = layout.coarsen(2)
     tiles = gather_tiles(dense, layout, 1).requires_grad_()
     weight.requires_grad_()
@@ -139,7 +100,7 @@ def test_convolution_leaving_the_patch_grid_gradcheck_float64():
 
 
 def test_coarsened_layout_is_any_visible_patch():
-    visible = random_visible(2, 4, 6, 0.7, seed=1)
+    visible = spark_mask(2, 4, 6, 0.7, generator=torch.Generator().manual_seed(1))
     cells = TileLayout.from_mask(visible).coarsen(2)
     expected = torch.nn.functional.max_pool2d(visible[:, None].float(), 2)[:, 0] > 0
     assert torch.equal(cells.visible(), expected)
@@ -150,7 +111,7 @@ def test_coarsened_layout_is_any_visible_patch():
 def test_gather_gemm_gradcheck_float64():
     from cxrfast.ops.sparse_gemm import sparse_conv2d_gemm
 
-    layout, dense, weight, bias, _ = _case(2, 2, (2, 3), 2, 0.5, (3, 2, 1, 1, False), torch.float64)
+    layout, dense, weight, bias, _ = conv_case(2, 2, (2, 3), 2, 0.5, (3, 2, 1, 1, False), torch.float64)
     tiles = gather_tiles(dense, layout, 2).requires_grad_()
     weight.requires_grad_()
     bias.requires_grad_()
@@ -159,7 +120,7 @@ def test_gather_gemm_gradcheck_float64():
 
 @pytest.mark.parametrize("ratio", [0.0, 0.6, 0.9])
 def test_layout_with_a_fixed_kept_count_equals_nonzero(ratio):
-    visible = random_visible(5, 4, 7, ratio, seed=2)
+    visible = spark_mask(5, 4, 7, ratio, generator=torch.Generator().manual_seed(2))
     kept = int(visible[0].sum())
     fast, plain = TileLayout.from_mask(visible, kept), TileLayout.from_mask(visible)
     for a, b in zip((fast.batch, fast.row, fast.col), (plain.batch, plain.row, plain.col)):
@@ -167,7 +128,7 @@ def test_layout_with_a_fixed_kept_count_equals_nonzero(ratio):
 
 
 def test_layout_refuses_a_wrong_kept_count():
-    visible = random_visible(2, 3, 3, 0.5)
+    visible = spark_mask(2, 3, 3, 0.5, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="kept=2"):
         TileLayout.from_mask(visible, 2)
 
@@ -175,7 +136,7 @@ def test_layout_refuses_a_wrong_kept_count():
 @pytest.mark.parametrize("conv", CONVS, ids=lambda c: f"k{c[0]}s{c[1]}p{c[2]}d{c[3]}{'dw' if c[4] else ''}")
 @pytest.mark.parametrize("tile", [2, 8])
 def test_bfloat16_tracks_the_float32_reference(conv, tile):
-    layout, dense, weight, bias, options = _case(2, 3, (3, 4), tile, 0.6, conv, seed=5)
+    layout, dense, weight, bias, options = conv_case(2, 3, (3, 4), tile, 0.6, conv, seed=5)
     params = [t.to(torch.bfloat16).requires_grad_() for t in (dense, weight, bias)]
     got = scatter_tiles(sparse_conv2d(gather_tiles(params[0], layout, tile), layout, *params[1:], **options), layout)
     assert got.dtype == torch.bfloat16

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_sparse_conv import random_visible
 
+from cxrfast.nn.masking import spark_mask
 from cxrfast.ops.sparse_pool import sparse_avg_pool2d, sparse_max_pool2d
 from cxrfast.ops.sparse_tiles import TileLayout, gather_tiles, scatter_tiles
 
 
 def _dense(batch, channels, grid, tile, ratio, seed=0):
-    layout = TileLayout.from_mask(random_visible(batch, *grid, ratio, seed))
+    layout = TileLayout.from_mask(spark_mask(batch, *grid, ratio, generator=torch.Generator().manual_seed(seed)))
     g = torch.Generator().manual_seed(seed)
     dense = torch.randn(batch, channels, grid[0] * tile, grid[1] * tile, generator=g) * 3 + 1
     return layout, dense * layout.mask(tile)

@@ -1,4 +1,6 @@
-"""Contrastive losses whose memory grows with N·D, never N² (`cxrfast.ops.similarity`)."""
+"""Contrastive losses whose memory grows with N·D, never N² (`cxrfast.ops.similarity`).
+
+`cxrfast.losses.reference` holds the naive forms they are tested and benchmarked against."""
 
 from cxrfast.losses.clip import ClipLoss, clip_loss
 from cxrfast.losses.dino import DINOLoss

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from cxrfast.ops.dispatch import select_backend
+from cxrfast.ops.dispatch import Op, Support
 
-BACKENDS = ("reference", "cpu", "cuda")
-_INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.uint16, torch.uint32)
+_INTEGER = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.uint16, torch.uint32})
+OP = Op("map_stored", {"reference": Support(_INTEGER), "cpu": Support(_INTEGER, frozenset({"cpu"})),
+                       "cuda": Support(_INTEGER, frozenset({"cuda"}))})
 
 
 def map_stored_reference(stored: torch.Tensor, lut: torch.Tensor, first: int) -> torch.Tensor:
@@ -29,7 +30,7 @@ def _check(stored: torch.Tensor, lut: torch.Tensor) -> None:
 
 def map_stored(stored: torch.Tensor, lut: torch.Tensor, first: int) -> torch.Tensor:
     _check(stored, lut)
-    backend = select_backend(stored.device, BACKENDS)
+    backend = OP.select(stored.device, stored.dtype)
     if backend == "reference":
         return map_stored_reference(stored, lut, first)
     source = stored.contiguous()

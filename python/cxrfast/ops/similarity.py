@@ -22,9 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cxrfast.ops.dispatch import select_backend
+from cxrfast.ops.dispatch import FLOATING, Op, Support
 
-BACKENDS = ("reference", "cpu", "triton", "cuda")
+# The tile kernels accumulate in float32, so float64 (gradcheck) runs blocked or as the reference.
+_TILED = frozenset({torch.float16, torch.bfloat16, torch.float32})
+_SUPPORT = {"reference": Support(FLOATING), "cpu": Support(FLOATING), "triton": Support(_TILED),
+            "cuda": Support(_TILED, frozenset({"cuda"}))}
+LSE_OP, SOFTPLUS_OP = Op("similarity_lse", _SUPPORT), Op("similarity_softplus", _SUPPORT)
 MODES = ("lse", "softplus")
 # Rows per CPU block: a block's logits are rows × M float32 values; 2^21 of them (8 MiB) keep the
 # GEMM efficient and the scratch far below the N×M matrix at the sizes where it matters.
@@ -181,13 +185,6 @@ def _check(a: Tensor, b: Tensor, scale: Tensor | float, bias: Tensor | float) ->
     return tuple(x if isinstance(x, Tensor) else torch.tensor(float(x), device=a.device) for x in (scale, bias))
 
 
-
-def _backend(a: Tensor) -> str:
-    backend = select_backend(a.device, BACKENDS)
-    # The tile kernels accumulate in float32; float64 (gradcheck) takes the blocked path.
-    return "cpu" if backend in ("triton", "cuda") and a.dtype == torch.float64 else backend
-
-
 def similarity_lse(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, bias: Tensor | float = 0.0,
                    exclude_diagonal: bool = False, diagonal_offset: int = 0,
                    columns: bool = False) -> tuple[Tensor, Tensor]:
@@ -199,7 +196,7 @@ def similarity_lse(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, bias: T
     `diagonal_offset`). float32 results and accumulation for half, bfloat16 and float32 inputs
     (float64 stays float64); differentiable in a, b, scale and bias."""
     scale, bias = _check(a, b, scale, bias)
-    backend = _backend(a)
+    backend = LSE_OP.select(a.device, torch.promote_types(a.dtype, b.dtype))
     if backend == "reference":
         return similarity_lse_reference(a, b, scale, bias=bias, exclude_diagonal=exclude_diagonal,
                                         diagonal_offset=diagonal_offset, columns=columns)
@@ -212,7 +209,7 @@ def similarity_softplus(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, bi
     """(N, D), (M, D) -> Σ_j softplus(scale · ⟨a_i, b_j⟩ + bias) for every row i (N,): SigLIP's
     loss over all pairs taken as negatives. Options, precision and gradients as `similarity_lse`."""
     scale, bias = _check(a, b, scale, bias)
-    backend = _backend(a)
+    backend = SOFTPLUS_OP.select(a.device, torch.promote_types(a.dtype, b.dtype))
     if backend == "reference":
         return similarity_softplus_reference(a, b, scale, bias=bias, exclude_diagonal=exclude_diagonal,
                                              diagonal_offset=diagonal_offset)
@@ -220,12 +217,15 @@ def similarity_softplus(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, bi
     return _SimilarityReduce.apply(a, b, scale, bias, offset, "softplus", False, backend)[0]
 
 
-def _reference_logits(a: Tensor, b: Tensor, scale: Tensor, bias: Tensor, offset: int | None) -> Tensor:
-    """The naive form: the whole logit matrix, kept by autograd for backward."""
+def similarity_logits_reference(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, bias: Tensor | float = 0.0,
+                                exclude_diagonal: bool = False, diagonal_offset: int = 0) -> Tensor:
+    """The whole logit matrix scale · a bᵀ + bias (N, M), left-out entries at -inf: the naive form
+    every reduction here is defined on, kept by autograd for backward."""
+    scale, bias = _check(a, b, scale, bias)
     logits = scale * (accumulation(a) @ accumulation(b).t()) + bias
-    if offset is not None:
+    if exclude_diagonal:
         rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-        excluded = torch.arange(logits.shape[1], device=logits.device)[None, :] == rows + offset
+        excluded = torch.arange(logits.shape[1], device=logits.device)[None, :] == rows + diagonal_offset
         logits = logits.masked_fill(excluded, float("-inf"))
     return logits
 
@@ -234,13 +234,27 @@ def similarity_lse_reference(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, 
                              exclude_diagonal: bool = False, diagonal_offset: int = 0,
                              columns: bool = False) -> tuple[Tensor, Tensor]:
     """`similarity_lse` through the whole logit matrix (the naive form)."""
-    scale, bias = _check(a, b, scale, bias)
-    logits = _reference_logits(a, b, scale, bias, diagonal_offset if exclude_diagonal else None)
+    logits = similarity_logits_reference(a, b, scale, bias=bias, exclude_diagonal=exclude_diagonal,
+                                         diagonal_offset=diagonal_offset)
     return torch.logsumexp(logits, 1), torch.logsumexp(logits, 0) if columns else logits.new_empty(0)
 
 
 def similarity_softplus_reference(a: Tensor, b: Tensor, scale: Tensor | float = 1.0, *, bias: Tensor | float = 0.0,
                                   exclude_diagonal: bool = False, diagonal_offset: int = 0) -> Tensor:
     """`similarity_softplus` through the whole logit matrix (the naive form)."""
-    scale, bias = _check(a, b, scale, bias)
-    return F.softplus(_reference_logits(a, b, scale, bias, diagonal_offset if exclude_diagonal else None)).sum(1)
+    return F.softplus(similarity_logits_reference(a, b, scale, bias=bias, exclude_diagonal=exclude_diagonal,
+                                                  diagonal_offset=diagonal_offset)).sum(1)
+
+
+def similarity_weights_reference(logits: Tensor, mode: str, row_stat: Tensor, g: Tensor, col_stat: Tensor | None = None,
+                                 h: Tensor | None = None) -> Tensor:
+    """The logits' gradient W (N, M) that every backend's backward contracts with b and a: w_ij =
+    g_i · exp(s_ij − row_stat_i) ("lse") or g_i · σ(s_ij) ("softplus"), plus h_j · exp(s_ij −
+    col_stat_j) for column log-sum-exps; left-out (-inf) entries weigh 0."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    phi = torch.exp(logits - row_stat[:, None]) if mode == "lse" else torch.sigmoid(logits)
+    weights = g[:, None] * phi
+    if col_stat is not None:
+        weights = weights + h[None, :] * torch.exp(logits - col_stat[None, :])
+    return weights

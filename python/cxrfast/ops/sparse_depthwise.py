@@ -1,9 +1,11 @@
-"""Depthwise convolution at visible positions only, with the C++ kernel (float32, CPU).
+"""Depthwise convolution with "same" padding at visible positions only.
 
 ConvNeXt's 7×7 depthwise convolutions read 49 neighbours per output: halo windows would copy
-them per tile, and a dense convolution computes the masked positions too. The kernel reads the
-neighbours in place from a channels-last, zero-filled, padded map and computes visible outputs
-only; backward rebuilds the map rather than keeping it.
+them per tile, and a dense convolution computes the masked positions too. The `cpu` backend's
+C++ kernel (float32) reads the neighbours in place from a channels-last, zero-filled, padded map
+and computes visible outputs only; backward rebuilds the map rather than keeping it. Elsewhere
+the `reference` runs: depthwise convolutions have few FLOPs per position, so torch's convolution
+of the whole zero-filled map costs less than building halo windows.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import torch
 from torch import Tensor
 
 from cxrfast import _C
+from cxrfast.ops.dispatch import FLOATING, Op, Support
+from cxrfast.ops.sparse_conv_reference import zero_filled_conv2d
 from cxrfast.ops.sparse_tiles import TileLayout
+
+OP = Op("sparse_depthwise", {"reference": Support(FLOATING),
+                             "cpu": Support(frozenset({torch.float32}), frozenset({"cpu"}))})
 
 
 # The kernel's entry points as torch operators, so torch.compile keeps them in its graph instead of
@@ -72,9 +79,20 @@ def _padded_map(tiles: Tensor, layout: TileLayout, padding: int) -> Tensor:
     return padded
 
 
+def sparse_depthwise_conv2d(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None, stride: int,
+                            padding: int, dilation: int) -> Tensor:
+    """(N, C, t, t) -> (N, C, t / stride, t / stride) for weight (C, 1, k, k) and the padding
+    that keeps the size ((k − 1) · dilation / 2)."""
+    backend = OP.select(tiles.device, torch.promote_types(tiles.dtype, weight.dtype))
+    if backend == "reference":
+        return zero_filled_conv2d(tiles, layout, weight, bias, stride, padding, dilation, tiles.shape[1])
+    positions = output_positions(layout, tiles.shape[-1] // stride)
+    return SparseDepthwise.apply(tiles, layout, positions, weight, bias, stride, padding, dilation)
+
+
 class SparseDepthwise(torch.autograd.Function):
-    """`positions` are output_positions(layout, t / stride), built by the caller: torch.compile
-    cannot trace the layout cache's mutation inside an autograd.Function."""
+    """`positions` are output_positions(layout, t / stride), built outside: torch.compile cannot
+    trace the layout cache's mutation inside an autograd.Function."""
 
     @staticmethod
     def forward(ctx, tiles: Tensor, layout: TileLayout, positions: Tensor, weight: Tensor, bias: Tensor | None,

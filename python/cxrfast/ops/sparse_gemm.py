@@ -5,6 +5,11 @@ torch's convolution tiny spatial maps, which it runs slowly. Here every output p
 its k×k input positions through a neighbour table (masked or outside positions read a zero row)
 and one GEMM applies the weight. Backward recomputes the gather instead of keeping it, so the
 saved state stays O(visible positions × channels).
+
+One autograd function serves every backend; each backend brings a forward and a backward launcher
+on the same laid-out tensors: position rows (M_in + 1, C) whose last row is zero, the neighbour
+table (M_out, K), the weight tap-major (K * C_in, C_out). `cpu` is torch's gather + GEMM (any
+device), `triton` and `cuda` implicit-GEMM kernels, `reference` the zero-filled convolution.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cxrfast.ops.dispatch import select_backend
+from cxrfast.ops.dispatch import FLOATING, Op, Support
+from cxrfast.ops.sparse_conv_reference import zero_filled_conv2d
 from cxrfast.ops.sparse_tiles import TileLayout
 
-BACKENDS = ("reference", "cpu", "triton", "cuda")
+# Triton's interpreter reads bfloat16 as raw bits in tl.dot, so bfloat16 is left to torch's GEMM.
+OP = Op("sparse_gather_gemm", {"reference": Support(FLOATING), "cpu": Support(FLOATING),
+                               "triton": Support(frozenset({torch.float32, torch.float16})),
+                               "cuda": Support(frozenset({torch.float32}), frozenset({"cuda"}))})
 
 
 def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding: int, dilation: int,
@@ -52,13 +61,6 @@ def neighbours(layout: TileLayout, tile: int, kernel: int, stride: int, padding:
     return table
 
 
-def _gather(rows: Tensor, table: Tensor) -> Tensor:
-    """(M_in, C), (M_out, K) -> (M_out, K * C), tap-major (as `tap_major` orders the weight): each
-    output's k² input rows side by side, so the gather needs no transpose."""
-    padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
-    return padded[table].view(table.shape[0], -1)
-
-
 def tap_major(weight: Tensor) -> Tensor:
     """(C_out, C_in, k, k) -> (C_out, k * k * C_in): column k * C_in + c holds tap k of channel c.
     Each row's small transpose stays in cache (a (k², C_out) transpose of the whole weight would not)."""
@@ -66,8 +68,9 @@ def tap_major(weight: Tensor) -> Tensor:
 
 
 def kernel_weight(weight: Tensor) -> Tensor:
-    """(k * k * C_in, C_out), contiguous: the layout the Triton and CUDA kernels read."""
-    return tap_major(weight).t().contiguous()
+    """(k * k * C_in, C_out): the tap-major weight the launchers read (a transposed view; the
+    kernels make it contiguous)."""
+    return tap_major(weight).t()
 
 
 def from_tap_major(grad: Tensor, weight: Tensor) -> Tensor:
@@ -76,77 +79,69 @@ def from_tap_major(grad: Tensor, weight: Tensor) -> Tensor:
     return grad.reshape(out_channels, kernel, kernel, in_channels).permute(0, 3, 1, 2)
 
 
-class _GatherGemm(torch.autograd.Function):
+class _TorchLaunchers:
+    """The `cpu` backend: the gathered operand materialised, torch's GEMM, index_add_ back."""
+
     @staticmethod
-    def forward(ctx, rows: Tensor, weight: Tensor, bias: Tensor | None, table: Tensor) -> Tensor:
-        ctx.save_for_backward(rows, weight, table)
-        ctx.has_bias = bias is not None
-        out = torch.mm(_gather(rows, table), tap_major(weight).t())
+    def _gather(rows: Tensor, table: Tensor) -> Tensor:
+        """(M_out, K * C), tap-major like the weight: each output's k² input rows side by side."""
+        return rows[table].view(table.shape[0], -1)
+
+    @staticmethod
+    def forward(rows: Tensor, table: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        out = torch.mm(_TorchLaunchers._gather(rows, table), weight)
         return out + bias if bias is not None else out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        rows, weight, table = ctx.saved_tensors
-        channels = rows.shape[1]
-        grad_weight = from_tap_major(torch.mm(grad.t(), _gather(rows, table)), weight)
-        grad_columns = torch.mm(grad, tap_major(weight)).view(-1, channels)
-        grad_rows = rows.new_zeros(rows.shape[0] + 1, channels)
-        grad_rows.index_add_(0, table.reshape(-1), grad_columns)
-        grad_bias = grad.sum(0) if ctx.has_bias else None
-        return grad_rows[:-1], grad_weight, grad_bias, None
+    def backward(rows: Tensor, table: Tensor, weight: Tensor, grad_out: Tensor) -> tuple[Tensor, Tensor]:
+        grad_weight = torch.mm(grad_out.t(), _TorchLaunchers._gather(rows, table)).t()
+        grad_columns = torch.mm(grad_out, weight.t()).view(-1, rows.shape[1])
+        return torch.zeros_like(rows).index_add_(0, table.reshape(-1), grad_columns), grad_weight
 
 
-class _GatherGemmCuda(torch.autograd.Function):
-    """The same contract as _GatherGemm, with the kernels of kernels/cuda/sparse_gather_gemm.cu."""
+def _launchers(backend: str):
+    if backend == "triton":
+        from cxrfast.triton import sparse_gather_gemm
+        return sparse_gather_gemm
+    if backend == "cuda":
+        from cxrfast.ops import sparse_gemm_cuda
+        return sparse_gemm_cuda
+    return _TorchLaunchers
 
+
+def _with_zero_row(rows: Tensor) -> Tensor:
+    """The position rows with the zero row that masked and outside inputs read."""
+    return torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
+
+
+class _GatherGemm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, rows: Tensor, weight: Tensor, bias: Tensor | None, table: Tensor) -> Tensor:
-        from cxrfast import _cuda
-
-        m_out, taps = table.shape
-        channels, n = rows.shape[1], weight.shape[0]
-        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
-        table = table.contiguous()
-        out = rows.new_empty(m_out, n)
-        bias_ptr = bias.contiguous().data_ptr() if bias is not None else 0
-        _cuda.gather_gemm_forward(padded.data_ptr(), table.data_ptr(), kernel_weight(weight).data_ptr(), bias_ptr,
-                                  out.data_ptr(), m_out, channels, n, taps, torch.cuda.current_stream().cuda_stream)
+    def forward(ctx, rows: Tensor, weight: Tensor, bias: Tensor | None, table: Tensor, backend: str) -> Tensor:
         ctx.save_for_backward(rows, weight, table)
-        ctx.has_bias = bias is not None
-        return out
+        ctx.has_bias, ctx.backend = bias is not None, backend
+        return _launchers(backend).forward(_with_zero_row(rows), table, kernel_weight(weight), bias)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        from cxrfast import _cuda
-
         rows, weight, table = ctx.saved_tensors
-        m_out, taps = table.shape
-        channels, n = rows.shape[1], weight.shape[0]
-        padded = torch.cat([rows, rows.new_zeros(1, channels)]).contiguous()
-        grad = grad.contiguous()
-        grad_rows = rows.new_zeros(rows.shape[0] + 1, channels)
-        grad_w = rows.new_empty(taps * channels, n)
-        _cuda.gather_gemm_backward(padded.data_ptr(), table.data_ptr(), kernel_weight(weight).data_ptr(),
-                                   grad.data_ptr(), grad_rows.data_ptr(), grad_w.data_ptr(), m_out, channels, n, taps,
-                                   torch.cuda.current_stream().cuda_stream)
-        return grad_rows[:-1], from_tap_major(grad_w.t(), weight), grad.sum(0) if ctx.has_bias else None, None
+        grad_rows, grad_weight = _launchers(ctx.backend).backward(_with_zero_row(rows), table, kernel_weight(weight),
+                                                                  grad.contiguous())
+        grad_bias = grad.sum(0) if ctx.has_bias else None
+        return (grad_rows[:-1].to(rows.dtype), from_tap_major(grad_weight.t(), weight).to(weight.dtype), grad_bias,
+                None, None)
 
 
 def sparse_conv2d_gemm(tiles: Tensor, layout: TileLayout, weight: Tensor, bias: Tensor | None, stride: int,
                        padding: int, dilation: int, out_layout: TileLayout | None = None) -> Tensor:
     """(N, C_in, t, t) -> (N, C_out, t / stride, t / stride), ungrouped convolutions; with
     `out_layout`, (N_out, C_out, 1, 1) at its cells."""
+    backend = OP.select(tiles.device, tiles.dtype)
+    if backend == "reference":
+        return zero_filled_conv2d(tiles, layout, weight, bias, stride, padding, dilation, 1, out_layout)
     n, channels, tile, _ = tiles.shape
     out_tile = tile // stride if out_layout is None else 1
     out_count = n if out_layout is None else out_layout.count
     table = neighbours(layout, tile, weight.shape[-1], stride, padding, dilation, out_layout)
     rows = tiles.permute(0, 2, 3, 1).reshape(n * tile * tile, channels)
-    backend = select_backend(tiles.device, BACKENDS)
-    if backend == "triton":
-        from cxrfast.triton.sparse_gather_gemm import GatherGemm
-    elif backend == "cuda" and tiles.dtype == torch.float32:
-        GatherGemm = _GatherGemmCuda
-    else:  # the torch gather + GEMM serves the CPU and as the reference
-        GatherGemm = _GatherGemm
-    out = GatherGemm.apply(rows, weight, bias, table)
+    out = _GatherGemm.apply(rows, weight, bias, table, backend)
     return out.view(out_count, out_tile, out_tile, -1).permute(0, 3, 1, 2)
