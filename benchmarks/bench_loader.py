@@ -19,7 +19,8 @@ from bench_dicom import _write_set
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from torch.utils.data import DataLoader, Dataset
 
-from cxrfast.data.augment import ViewAugment
+from cxrfast.data.augment import Crops, ViewAugment
+from cxrfast.data.batch import Batch, collate
 from cxrfast.data.datasets import ImageFiles, SSLViews
 from cxrfast.data.prepare import prepare_cache
 from cxrfast.data.prepared_cache import PreparedCache
@@ -77,15 +78,16 @@ def _loader(kind: str, directory):
         from cxrfast.data.dali import DaliLoader
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        loader = DaliLoader(directory, BATCH, augment=ViewAugment(size=SIZE), device=device, workers=WORKERS,
+        loader = DaliLoader(directory, BATCH, crops=[Crops(ViewAugment(size=SIZE), 2)], device=device, workers=WORKERS,
                             threads=WORKERS)
         return loader, len(loader) * BATCH
     if kind == "naive":
         dataset = NaiveViews(sorted(str(p) for p in directory.glob("*.dcm")))
     else:
         images = PreparedCache(directory) if kind == "cache" else ImageFiles(directory)
-        dataset = SSLViews(images, ViewAugment(size=SIZE), views=2)
-    return DataLoader(dataset, batch_size=BATCH, num_workers=WORKERS, persistent_workers=True), len(dataset)
+        dataset = SSLViews(images, [Crops(ViewAugment(size=SIZE), 2)])
+    return DataLoader(dataset, batch_size=BATCH, num_workers=WORKERS, persistent_workers=True,
+                      collate_fn=collate), len(dataset)
 
 
 CASES = [  # group, role, label, dataset kind, fixture
@@ -108,7 +110,8 @@ def test_loader(benchmark, tag, request, group, role, label, kind, fixture):
     tag(role, images, label)
 
     def one_pass():
-        for views in loader:
-            assert views[0].shape[-2:] == (SIZE, SIZE)
+        for batch in loader:  # a Batch from cxrfast's loaders, a tuple of views from the naive one
+            first = batch.views[0] if isinstance(batch, Batch) else batch[0]
+            assert first.shape[-2:] == (SIZE, SIZE)
 
     benchmark.pedantic(one_pass, rounds=3, warmup_rounds=1, iterations=1)

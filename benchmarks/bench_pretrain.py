@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cxrfast.data.batch import Batch
 from cxrfast.methods.spark import DEFAULT_DECODER_WIDTH, SparK
 from cxrfast.models import create_backbone
 from cxrfast.models import import_timm
@@ -34,12 +35,12 @@ def test_spark_step(benchmark, tag, group, role, label, sparse, width):
     from timm.optim import Lamb
 
     optimizer = Lamb(model.parameters(), lr=1e-4, weight_decay=0.04, max_grad_norm=None)
-    images = torch.rand(BATCH, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    batch = Batch([torch.rand(BATCH, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))])
     benchmark.group = f"SparK ResNet-50 {SIZE}² batch {BATCH} mask 0.6, train step: {group}"
     tag(role, BATCH, label)
 
     def step():
-        model.training_step((images,)).backward()
+        model.training_step(batch).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -4,6 +4,7 @@ Python API."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import fields
 
@@ -48,7 +49,7 @@ def _prepare(args) -> int:
 
 # Flags for the keys set most often; any other key goes through --set key=value.
 _PRETRAIN_FLAGS = {"method": str, "data": str, "backbone": str, "out": str, "epochs": int, "batch_size": int,
-                   "image_size": int, "workers": int, "device": str}
+                   "image_size": int, "workers": int, "device": str, "loader": str}
 
 
 def _pretrain(args) -> int:
@@ -66,6 +67,35 @@ def _pretrain(args) -> int:
     return 0
 
 
+def _pretrain_parser(commands) -> None:
+    from cxrfast.methods import METHODS
+    from cxrfast.models import BACKBONES
+    from cxrfast.train.config import LOADERS, PretrainConfig
+
+    defaults = PretrainConfig()
+    pretrain = commands.add_parser(
+        "pretrain", help=f"self-supervised pretraining ({', '.join(METHODS)}); resumable",
+        description="Self-supervised pretraining. Flags override the config file; --set overrides any key. "
+                    "Defaults are PretrainConfig's (cxrfast.train.config).")
+    pretrain.add_argument("--config", help="a .toml or .yaml config; flags and --set override it")
+    help_texts = {"method": f"one of {', '.join(METHODS)}", "data": "a prepared cache, a folder of images or a manifest CSV",
+                  "backbone": f"one of {', '.join(BACKBONES)} (or any timm model name)",
+                  "out": "the run directory", "epochs": "passes over the data", "batch_size": "per process", "image_size": "pixels",
+                  "workers": "loader worker processes", "device": "auto, cpu, cuda or cuda:N",
+                  "loader": f"one of {', '.join(LOADERS)}"}
+    choices = {"method": list(METHODS), "loader": list(LOADERS)}
+    for key, kind in _PRETRAIN_FLAGS.items():
+        default = getattr(defaults, key)
+        pretrain.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None,
+                              choices=choices.get(key),
+                              help=f"{help_texts[key]} (default: {default!r})")
+    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="any config key, e.g. --set lr=1e-4 --set method_options.mask_ratio=0.75")
+    pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
+    pretrain.set_defaults(run=_pretrain)
+
+
 def _demo(args) -> int:
     from cxrfast.train.demo import run_demo
 
@@ -73,42 +103,46 @@ def _demo(args) -> int:
     return 0
 
 
+def _transfer_syntax(text: str) -> str:
+    from cxrfast.io.dicom_writer import TRANSFER_SYNTAXES, resolve_transfer_syntax
+
+    try:
+        resolve_transfer_syntax(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(TRANSFER_SYNTAXES)} or their UIDs") from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrfast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    header = commands.add_parser("header", help="print the DICOM header fields cxrfast reads")
-    header.add_argument("files", nargs="+")
+    command = functools.partial(commands.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    header = command("header", help="print the DICOM header fields cxrfast reads")
+    header.add_argument("files", nargs="+", help="DICOM files")
     header.set_defaults(run=_header)
-    phantoms = commands.add_parser("phantoms", help="write a synthetic DICOM archive with labels (resumable)")
-    phantoms.add_argument("out")
-    phantoms.add_argument("--count", type=int, default=100)
-    phantoms.add_argument("--rows", type=int, default=512)
-    phantoms.add_argument("--columns", type=int, default=None)
-    phantoms.add_argument("--seed", type=int, default=0)
-    phantoms.add_argument("--transfer-syntax", default="explicit")
-    phantoms.add_argument("--bits-stored", type=int, default=12)
+    phantoms = command("phantoms", help="write a synthetic DICOM archive with labels (resumable)")
+    phantoms.add_argument("out", help="the archive's folder")
+    phantoms.add_argument("--count", type=int, default=100, help="radiographs")
+    phantoms.add_argument("--rows", type=int, default=512, help="image height in pixels")
+    phantoms.add_argument("--columns", type=int, default=None, help="image width in pixels; None: as --rows")
+    phantoms.add_argument("--seed", type=int, default=0, help="the phantoms' seed")
+    phantoms.add_argument("--transfer-syntax", default="explicit", type=_transfer_syntax,
+                          help="a name (explicit, implicit, big_endian, deflated, rle, jpeg2000, jpeg_ls, ...) or a UID")
+    phantoms.add_argument("--bits-stored", type=int, default=12, help="Bits Stored")
     phantoms.set_defaults(run=_phantoms)
-    prepare = commands.add_parser("prepare", help="read a dataset once into a memory-mapped cache (resumable)")
+    prepare = command("prepare", help="read a dataset once into a memory-mapped cache (resumable)")
     prepare.add_argument("src", help="a folder of DICOM/PNG/JPEG files or a manifest CSV with a 'path' column")
-    prepare.add_argument("out")
+    prepare.add_argument("out", help="the cache's folder")
     prepare.add_argument("--size", type=int, default=512, help="shorter side of the cached images")
-    prepare.add_argument("--workers", type=int, default=None, help="reading processes (default: the cores)")
+    prepare.add_argument("--workers", type=int, default=None, help="reading processes; None: one per core")
     prepare.set_defaults(run=_prepare)
-    pretrain = commands.add_parser("pretrain", help="self-supervised pretraining (SparK, SimCLR, MoCo); resumable")
-    pretrain.add_argument("--config", help="a .toml or .yaml config; flags and --set override it")
-    for key, kind in _PRETRAIN_FLAGS.items():
-        pretrain.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None)
-    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="any config key, e.g. --set lr=1e-4 --set method_options.mask_ratio=0.75")
-    pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
-    pretrain.set_defaults(run=_pretrain)
-    demo = commands.add_parser("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
-    demo.add_argument("out", nargs="?", default="demo")
-    demo.add_argument("--images", type=int, default=2000)
-    demo.add_argument("--size", type=int, default=128)
-    demo.add_argument("--epochs", type=int, default=6)
-    demo.add_argument("--workers", type=int, default=2)
+    _pretrain_parser(commands)
+    demo = command("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
+    demo.add_argument("out", nargs="?", default="demo", help="the demo's folder")
+    demo.add_argument("--images", type=int, default=2000, help="phantom radiographs")
+    demo.add_argument("--size", type=int, default=128, help="training image size in pixels")
+    demo.add_argument("--epochs", type=int, default=6, help="SparK epochs")
+    demo.add_argument("--workers", type=int, default=2, help="loader and prepare worker processes")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -117,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CxrfastError, ValueError, OSError) as e:
+    except (CxrfastError, OSError) as e:  # the user's to fix; anything else is a bug and keeps its traceback
         Console(stderr=True).print(f"[red]error:[/red] {e}")
         return 2
 

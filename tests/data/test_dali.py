@@ -15,7 +15,7 @@ from torch.utils.data import DistributedSampler
 
 pytest.importorskip("nvidia.dali", reason="the dali extra (nvidia-dali-cuda130) is not installed", exc_type=ImportError)
 
-from cxrfast.data.augment import ViewAugment  # noqa: E402
+from cxrfast.data.augment import Crops, ViewAugment  # noqa: E402
 from cxrfast.data.dali import DaliLoader, calibrate_decoder  # noqa: E402
 from cxrfast.data.dali_samples import DISPLAY_VALUES, PipelineSamples, display_program  # noqa: E402
 from cxrfast.data.prepare import prepare_cache  # noqa: E402
@@ -90,7 +90,8 @@ def test_display_values_equal_read_dicom(dicom_folder):
     loader = DaliLoader(dicom_folder, 1, size=None, shuffle=False, workers=1)
     batches = list(loader)
     assert len(batches) == len(CASES)
-    for (name, (syntax, _, _)), path, (batch,) in zip(CASES.items(), sorted(dicom_folder.iterdir()), batches):
+    for (name, (syntax, _, _)), path, (batch,) in zip(CASES.items(), sorted(dicom_folder.iterdir()),
+                                                   (b.views for b in batches)):
         expected = read_dicom(path, stage="display").pixels
         assert batch.shape == (1, 1, ROWS, COLUMNS), name
         # Displayed on the CPU, values travel as 16-bit display values (the prepared cache's format).
@@ -124,7 +125,7 @@ def test_display_program_matches_the_standard_window(dicom_folder):
 def test_center_view_equals_torch_antialiased_resize(dicom_folder):
     size = 48
     loader = DaliLoader(dicom_folder, 1, size=size, shuffle=False, workers=1)
-    for path, (batch,) in zip(sorted(dicom_folder.iterdir()), loader):
+    for path, (batch,) in zip(sorted(dicom_folder.iterdir()), (b.views for b in loader)):
         image = torch.from_numpy(read_dicom(path, stage="display").pixels)[None, None]
         scale = size / min(ROWS, COLUMNS)
         resized = F.interpolate(image, size=(round(ROWS * scale), round(COLUMNS * scale)), mode="bilinear",
@@ -161,7 +162,7 @@ def test_order_and_shards_follow_distributed_sampler(constant_cache):
             loader = DaliLoader(constant_cache, 2, size=16, seed=5, rank=rank, world_size=world, workers=1)
             loader.epoch = 3
             loader.load_state_dict(loader.state_dict())
-            got = [i for (batch,) in loader for i in _indices(batch)]
+            got = [i for batch in loader for i in _indices(batch.views[0])]
             sampler = DistributedSampler(range(11), num_replicas=world, rank=rank, shuffle=True, seed=5,
                                          drop_last=True)
             sampler.set_epoch(3)
@@ -173,30 +174,30 @@ def test_order_and_shards_follow_distributed_sampler(constant_cache):
 
 def test_epochs_and_mid_epoch_resume(constant_cache):
     whole = DaliLoader(constant_cache, 2, size=16, seed=1, workers=1)
-    epochs = [[_indices(b) for (b,) in whole] for _ in range(2)]
+    epochs = [[_indices(b.views[0]) for b in whole] for _ in range(2)]
     assert len(epochs[0]) == len(whole) == 5 and epochs[0] != epochs[1]
     assert whole.state_dict() == {"epoch": 2, "batch": 0}
 
     first = DaliLoader(constant_cache, 2, size=16, seed=1, workers=1)
     iterator = iter(first)
-    done = [_indices(next(iterator)[0]) for _ in range(2)]
+    done = [_indices(next(iterator).views[0]) for _ in range(2)]
     resumed = DaliLoader(constant_cache, 2, size=16, seed=1, workers=1)
     resumed.load_state_dict(first.state_dict())
-    rest = [_indices(b) for (b,) in resumed]
+    rest = [_indices(b.views[0]) for b in resumed]
     assert done + rest == epochs[0]
-    assert [_indices(b) for (b,) in resumed] == epochs[1]
+    assert [_indices(b.views[0]) for b in resumed] == epochs[1]
 
 
 def test_augmented_views(constant_cache, dicom_folder):
     augment = ViewAugment(size=(24, 20), rotation=0.0, brightness=0.0, contrast=0.0, gamma=0.0, blur=1.0)
-    views = next(iter(DaliLoader(constant_cache, 4, augment=augment, views=3, workers=1)))
+    views = next(iter(DaliLoader(constant_cache, 4, crops=[Crops(augment, 3)], workers=1))).views
     assert len(views) == 3 and all(v.shape == (4, 1, 24, 20) for v in views)
     # A constant image stays constant under crop, resize and blur.
     for v in views:
         np.testing.assert_allclose(v.amax((1, 2, 3)), v.amin((1, 2, 3)), atol=1e-5)
 
     augment = ViewAugment(size=32)
-    a = [next(iter(DaliLoader(dicom_folder, 4, augment=augment, seed=9, workers=1))) for _ in range(2)]
+    a = [next(iter(DaliLoader(dicom_folder, 4, crops=[Crops(augment, 2)], seed=9, workers=1))).views for _ in range(2)]
     assert torch.equal(a[0][0], a[1][0]) and torch.equal(a[0][1], a[1][1])  # seeded: reproducible
     assert not torch.equal(a[0][0], a[0][1])  # two different views
     assert all(float(v.min()) >= 0 and float(v.max()) <= 1 for v in a[0])
@@ -207,8 +208,8 @@ def test_errors_name_the_problem(tmp_path, dicom_folder):
         DaliLoader(dicom_folder, 64)
     with pytest.raises(DataError, match="no DICOM, PNG or JPEG"):
         DaliLoader(tmp_path, 1)
-    with pytest.raises(ValueError, match="need a size"):
-        DaliLoader(dicom_folder, 1, size=None, augment=ViewAugment())
+    with pytest.raises(ValueError, match="crops must be a non-empty list of Crops"):
+        DaliLoader(dicom_folder, 1, crops=[ViewAugment()])
     bad = tmp_path / "bad"
     bad.mkdir()
     write_dicom(bad / "a.dcm", _stored(12, 0), bits_stored=12)
@@ -230,11 +231,11 @@ def test_errors_name_the_problem(tmp_path, dicom_folder):
         samples.sample(1)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_gpu_pipeline_equals_cpu(dicom_folder):
     """The same display values from the GPU pipeline (nvjpeg2k decoding, GPU operators)."""
     cpu = list(DaliLoader(dicom_folder, 1, size=None, shuffle=False, workers=1))
     gpu = list(DaliLoader(dicom_folder, 1, size=None, shuffle=False, workers=1, device="cuda"))
-    for name, (a,), (b,) in zip(CASES, cpu, gpu):
+    for name, (a,), (b,) in zip(CASES, (x.views for x in cpu), (x.views for x in gpu)):
         assert b.device.type == "cuda"
         np.testing.assert_allclose(b.cpu().numpy(), a.numpy(), atol=2e-6, err_msg=name)

@@ -9,6 +9,7 @@ import pytest
 from cxrfast.data.labels import (LabelTable, label_fraction_subsets, official_split, read_chexpert, read_mimic,
                                  read_nih, read_rsna, split_by_patient)
 from cxrfast.data.labels.chexpert import FINDINGS as CHEXPERT_FINDINGS
+from cxrfast.data.labels.findings import FINDINGS, NIH_SPELLINGS
 from cxrfast.data.labels.mimic import FINDINGS as MIMIC_FINDINGS
 from cxrfast.data.labels.nih import FINDINGS as NIH_FINDINGS
 from cxrfast.errors import DataError
@@ -176,6 +177,50 @@ def test_manifest_of_a_label_table_reads_back(chexpert, tmp_path):
     np.testing.assert_array_equal(back, table.values)
 
 
+def test_manifest_reads_back_into_the_same_table(chexpert, tmp_path):
+    table = read_chexpert(chexpert)
+    back = LabelTable.read_manifest(table.write_manifest(tmp_path / "chexpert.csv"))
+    assert (back.paths, back.patients, back.views, back.findings) == (table.paths, table.patients, table.views,
+                                                                      table.findings)
+    np.testing.assert_array_equal(back.values, table.values)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # written in place atomically
+
+
+def test_manifest_columns_patients_and_errors(tmp_path):
+    manifest = _write(tmp_path / "m.csv", "name,Edema,shard,Cardiomegaly,custom,view_position\n"
+                                          "a.png,1,0,,0,pa\nb.png,-1.0,0,0,1,\n")
+    table = LabelTable.read_manifest(manifest, path_column="name")  # a prepared cache names its images
+    assert table.findings == ("Edema", "Cardiomegaly")  # the vocabulary's columns, in the file's order
+    assert table.paths == table.patients == ["a.png", "b.png"] and table.views == ["PA", None]
+    np.testing.assert_array_equal(table.values, [[1, np.nan], [-1, 0]])
+    custom = LabelTable.read_manifest(manifest, ["custom"], path_column="name")
+    assert custom.findings == ("custom",) and custom.values[:, 0].tolist() == [0, 1]
+    with pytest.raises(DataError, match=r"m\.csv: line 1: missing column\(s\) 'path'"):
+        LabelTable.read_manifest(manifest)
+    with pytest.raises(DataError, match=r"m\.csv: line 1: missing column\(s\) 'Fracture'"):
+        LabelTable.read_manifest(manifest, ["Fracture"], path_column="name")
+    cases = {"path,edema\na.png,1\n": "no finding columns",
+             "path,Edema\na.png,2\n": r"line 2: Edema is '2'; a label must be 1, 0, -1 or blank",
+             "path,Edema\na.png,1\na.png,0\n": r"line 3: path 'a.png' already appears on line 2",
+             "path,Edema\n,1\n": "line 2: path is blank",
+             "path,Edema\n": "lists no images"}
+    for text, message in cases.items():
+        with pytest.raises(DataError, match=message):
+            LabelTable.read_manifest(_write(tmp_path / "bad.csv", text))
+
+
+def test_one_vocabulary_of_findings(chexpert, mimic):
+    assert set(CHEXPERT_FINDINGS) | set(MIMIC_FINDINGS) | set(NIH_FINDINGS) | {"Pneumonia"} <= set(FINDINGS)
+    assert len(set(FINDINGS)) == len(FINDINGS)
+    assert not set(NIH_SPELLINGS) & set(FINDINGS) and set(NIH_SPELLINGS.values()) <= set(FINDINGS)
+    assert "Effusion" not in NIH_FINDINGS and "Pleural Effusion" in NIH_FINDINGS
+    # CheXpert and MIMIC (the same labeller) give tables with the same columns, which concatenate.
+    with pytest.warns(UserWarning, match="1 label line"):
+        mimic_table = read_mimic(*mimic)
+    both = LabelTable.concat([read_chexpert(chexpert), mimic_table])
+    assert both.findings == CHEXPERT_FINDINGS and len(both) == 12 + 11
+
+
 def test_chexpert_train_and_valid_join_with_the_official_split(chexpert, tmp_path):
     valid = read_chexpert(_write(tmp_path / "valid.csv", CHEXPERT_HEADER + "\n" + CHEXPERT_VALID))
     assert valid.split == ["validate", "validate"] and valid.views == ["AP", "LATERAL"]
@@ -326,6 +371,10 @@ def test_nih_labels_views_and_official_lists(tmp_path, nih_lists, trailing_comma
                                                       for name in NIH_FINDINGS}
     np.testing.assert_array_equal(table.values[3], 0)  # No Finding
     assert table.values[9].sum() == 4 and table.values.min() == 0 and table.values.max() == 1
+    # NIH's spellings become the vocabulary's: Effusion, Pleural_Thickening
+    assert {k for k, v in _labels(table.findings, table.values[2]).items() if v} == {"Cardiomegaly", "Pleural Effusion"}
+    assert {k for k, v in _labels(table.findings, table.values[9]).items() if v} == {
+        "Emphysema", "Infiltration", "Pleural Thickening", "Pneumothorax"}
     splits = official_split(table)
     np.testing.assert_array_equal(splits["test"], [4, 5, 9, 10])
     assert list(splits) == ["train", "test"] and len(splits["train"]) == 8

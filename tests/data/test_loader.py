@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from cxrfast.data.augment import ViewAugment
+from cxrfast.data.augment import Crops, ViewAugment
 from cxrfast.data.datasets import SSLViews
 from cxrfast.data.loader import EpochLoader
 
@@ -52,12 +52,12 @@ def test_resume_inside_an_epoch(workers):
 
 
 def test_views_follow_the_epoch():
-    views = SSLViews(Numbered(), ViewAugment(size=4, scale=(0.3, 0.6)))
+    views = SSLViews(Numbered(), [Crops(ViewAugment(size=4, scale=(0.3, 0.6)), 2)])
     loader = EpochLoader(views, 24, workers=0, shuffle=False)
-    epoch0, epoch1 = list(loader)[0][0], list(loader)[0][0]  # one batch per epoch
+    epoch0, epoch1 = list(loader)[0].views[0], list(loader)[0].views[0]  # one batch per epoch
     assert not torch.equal(epoch0, epoch1)
     loader.load_state_dict({"epoch": 0})
-    torch.testing.assert_close(list(loader)[0][0], epoch0)
+    torch.testing.assert_close(list(loader)[0].views[0], epoch0)
 
 
 def test_rank_shards_are_disjoint_and_cover_the_dataset():

@@ -16,6 +16,8 @@ from cxrfast.io import read_dicom, read_header
 def test_archive_files_labels_and_resume(tmp_path):
     labels = write_phantom_archive(tmp_path, 4, rows=64, columns=72, seed=10, progress=False)
     rows = list(csv.DictReader(open(labels)))
+    assert list(rows[0]) == ["path", "patient_id", "Cardiomegaly", "Pleural Effusion", "Nodule", "Consolidation",
+                             "Pneumothorax"]
     assert [r["patient_id"] for r in rows] == [f"PHANTOM-{i:06d}" for i in range(10, 14)]
     for i, row in enumerate(rows):
         phantom = make_phantom(10 + i, 64, 72)
@@ -28,7 +30,7 @@ def test_archive_files_labels_and_resume(tmp_path):
     stamp = first.stat().st_mtime_ns
     write_phantom_archive(tmp_path, 5, rows=64, columns=72, seed=10, progress=False)
     assert first.stat().st_mtime_ns == stamp  # kept, not rewritten
-    assert len(list(tmp_path.glob("*.dcm"))) == 5 and not list(tmp_path.glob("*.part"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"PHANTOM-{i:06d}.dcm" for i in range(10, 15)] + ["labels.csv"]
 
 
 def test_cli_phantoms_and_header(tmp_path, capsys):

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from cxrfast.data.labels.findings import FINDINGS as VOCABULARY
 from cxrfast.data.synthetic import FINDINGS, Finding, Findings, make_dataset, make_phantom, to_stored
 
 
@@ -39,8 +40,8 @@ def _measured_ctr(p):
 
 
 def test_same_seed_gives_the_same_phantom():
-    a, b = make_phantom(5, 128, findings=Findings(**{n: Finding(0.5) for n in FINDINGS})), \
-        make_phantom(5, 128, findings=Findings(**{n: Finding(0.5) for n in FINDINGS}))
+    a, b = make_phantom(5, 128, findings=Findings({n: Finding(0.5) for n in FINDINGS})), \
+        make_phantom(5, 128, findings=Findings({n: Finding(0.5) for n in FINDINGS}))
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.lung_mask, b.lung_mask)
     assert a.labels == b.labels
@@ -77,13 +78,24 @@ def test_detector_size():
     assert abs(_measured_ctr(p) - p.cardiothoracic_ratio) < 0.01
 
 
+def test_findings_are_named_as_in_the_vocabulary():
+    assert set(FINDINGS) <= set(VOCABULARY)
+    assert dict(Findings().items()) == {"Cardiomegaly": Finding(0.15), "Pleural Effusion": Finding(0.12),
+                                        "Nodule": Finding(0.08), "Consolidation": Finding(0.10),
+                                        "Pneumothorax": Finding(0.05)}
+    assert dict(Findings.only("Nodule", 0.2).items()) == {**dict.fromkeys(FINDINGS, Finding(0.0)),
+                                                           "Nodule": Finding(1.0, 0.2)}
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="prevalence"):
         Finding(1.5)
     with pytest.raises(ValueError, match="subtlety"):
         Finding(0.5, -0.1)
     with pytest.raises(ValueError, match="unknown finding"):
-        Findings.only("fracture")
+        Findings.only("Fracture")  # a vocabulary name that the phantoms do not draw
+    with pytest.raises(ValueError, match="unknown finding"):
+        Findings({"pleural_effusion": Finding(0.5)})  # not the vocabulary's spelling
     with pytest.raises(ValueError, match="seed"):
         make_phantom(-1)
     with pytest.raises(ValueError, match="at least 64"):
@@ -113,7 +125,7 @@ def test_normal_anatomy(seed):
 
 def test_prevalence_and_independence():
     prevalence = dict(zip(FINDINGS, (0.5, 0.3, 0.2, 0.4, 0.1)))
-    findings = Findings(**{name: Finding(q) for name, q in prevalence.items()})
+    findings = Findings({name: Finding(q) for name, q in prevalence.items()})
     n = 400
     labels = np.array([[p.labels[name] for name in FINDINGS] for p in make_dataset(n, 1000, 64, findings=findings)])
     expected = np.array([prevalence[name] for name in FINDINGS])
@@ -125,7 +137,7 @@ def test_prevalence_and_independence():
 
 
 def test_prevalence_zero_and_one():
-    always = Findings(**{name: Finding(1.0) for name in FINDINGS})
+    always = Findings({name: Finding(1.0) for name in FINDINGS})
     assert all(p.labels == dict.fromkeys(FINDINGS, 1) for p in make_dataset(10, 0, 64, findings=always))
     assert all(p.labels == dict.fromkeys(FINDINGS, 0) for p in make_dataset(10, 0, 64, findings=Findings.none()))
 
@@ -146,11 +158,11 @@ def _with_and_without(name, seed, subtlety=0.3, noise=1.0):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_cardiomegaly_widens_the_heart(seed):
-    with_, without = _with_and_without("cardiomegaly", seed)
+    with_, without = _with_and_without("Cardiomegaly", seed)
     assert with_.cardiothoracic_ratio > 0.5 > without.cardiothoracic_ratio
     for p in (with_, without):
         assert abs(_measured_ctr(p) - p.cardiothoracic_ratio) < 0.02
-    np.testing.assert_array_equal(with_.masks["cardiomegaly"], with_.heart_mask)
+    np.testing.assert_array_equal(with_.masks["Cardiomegaly"], with_.heart_mask)
     # Lung the heart now covers turned bright.
     covered = with_.heart_mask & without.lung_mask
     assert covered.sum() > 0.02 * covered.size
@@ -160,8 +172,8 @@ def test_cardiomegaly_widens_the_heart(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_pleural_effusion_fills_the_costophrenic_angle(seed):
-    with_, without = _with_and_without("pleural_effusion", seed)
-    fluid = with_.masks["pleural_effusion"]
+    with_, without = _with_and_without("Pleural Effusion", seed)
+    fluid = with_.masks["Pleural Effusion"]
     assert (with_.image - without.image)[fluid].mean() > 0.1
     # The fluid is where aerated lung was and is no longer lung.
     assert (fluid & ~without.lung_mask).sum() <= 0.05 * fluid.sum()
@@ -179,7 +191,7 @@ def test_pleural_effusion_fills_the_costophrenic_angle(seed):
     assert near_lateral < near_medial
 
 
-@pytest.mark.parametrize("name", ["nodule", "consolidation"])
+@pytest.mark.parametrize("name", ["Nodule", "Consolidation"])
 @pytest.mark.parametrize("seed", range(3))
 def test_opacities_brighten_the_lung(name, seed):
     with_, without = _with_and_without(name, seed)
@@ -190,11 +202,11 @@ def test_opacities_brighten_the_lung(name, seed):
     np.testing.assert_array_equal(with_.lung_mask, without.lung_mask)
     # Nothing changes outside the lung (a nodule: outside its own outline).
     changed = with_.image != without.image
-    assert not (changed & ~_grow(region if name == "nodule" else without.lung_mask, 2)).any()
+    assert not (changed & ~_grow(region if name == "Nodule" else without.lung_mask, 2)).any()
 
 
 def test_nodule_grows_into_a_mass_when_obvious():
-    areas = [make_phantom(7, 512, findings=Findings.only("nodule", s)).masks["nodule"].sum() for s in (0.0, 1.0)]
+    areas = [make_phantom(7, 512, findings=Findings.only("Nodule", s)).masks["Nodule"].sum() for s in (0.0, 1.0)]
     mm_per_pixel = 350 / 512  # a 35 cm detector side
     diameters = [2 * np.sqrt(a / np.pi) * mm_per_pixel for a in areas]
     assert diameters[0] > 30 > diameters[1]
@@ -202,8 +214,8 @@ def test_nodule_grows_into_a_mass_when_obvious():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_pneumothorax_has_air_without_markings_and_a_pleural_line(seed):
-    with_, without = _with_and_without("pneumothorax", seed)
-    space = with_.masks["pneumothorax"]
+    with_, without = _with_and_without("Pneumothorax", seed)
+    space = with_.masks["Pneumothorax"]
     diff = with_.image - without.image
     assert diff[space].mean() < -0.03
     assert not (space & with_.lung_mask).any()
@@ -216,7 +228,7 @@ def test_pneumothorax_has_air_without_markings_and_a_pleural_line(seed):
     assert diff[rim].mean() > 0.01
     # No vessels cross the air: less structure there than in the same place without it.
     clean_with, clean_without = (make_phantom(seed, 256, findings=f, noise=0).image
-                                 for f in (Findings.only("pneumothorax", 0.3), Findings.none()))
+                                 for f in (Findings.only("Pneumothorax", 0.3), Findings.none()))
     interior = _shrink(space, 2)
     assert clean_with[interior].std() < clean_without[interior].std()
 
@@ -230,10 +242,10 @@ def test_subtlety_makes_findings_harder_to_see(name):
 
 
 def test_switching_one_finding_on_leaves_the_rest_alone():
-    nodule_and_consolidation = Findings(**{n: Finding(float(n in ("nodule", "consolidation")), 0.3) for n in FINDINGS})
+    nodule_and_consolidation = Findings({n: Finding(float(n in ("Nodule", "Consolidation")), 0.3) for n in FINDINGS})
     both = make_phantom(9, 128, findings=nodule_and_consolidation)
-    nodule = make_phantom(9, 128, findings=Findings.only("nodule", 0.3))
-    np.testing.assert_array_equal(both.masks["nodule"], nodule.masks["nodule"])
+    nodule = make_phantom(9, 128, findings=Findings.only("Nodule", 0.3))
+    np.testing.assert_array_equal(both.masks["Nodule"], nodule.masks["Nodule"])
     changed = both.image != nodule.image
     assert changed.any() and not (changed & ~_grow(nodule.lung_mask, 2)).any()
 

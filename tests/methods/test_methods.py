@@ -4,20 +4,17 @@ losses on the same embeddings."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from cxrfast.data.batch import Batch
 from cxrfast.errors import ConfigError
+from cxrfast.losses.reference import naive_moco, naive_nt_xent
 from cxrfast.methods import MoCo, SimCLR, SparK, create_method
-from cxrfast.methods.spark import masked_patch_loss, spark_mask
+from cxrfast.methods.spark import masked_patch_loss
 from cxrfast.models import create_backbone
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "losses"))
-from test_contrastive import naive_moco, naive_nt_xent  # noqa: E402
+from cxrfast.nn.masking import spark_mask
 
 
 def test_spark_mask_keeps_the_same_count_per_sample():
@@ -70,16 +67,22 @@ def test_spark_sparse_equals_dense_masked(backbone):
 def test_spark_step_and_backbone_copy():
     torch.manual_seed(0)
     model = SparK(create_backbone("resnet18"), image_size=64, decoder_width=64)
-    loss = model.training_step((torch.rand(2, 1, 64, 64),))
+    images = torch.rand(2, 1, 64, 64)
+    drawn = model.generator.get_state()
+    loss = model.training_step(Batch([images]))
     loss.backward()
-    assert loss.item() > 0 and model.mask_tokens[0].grad is not None
+    assert model.mask_tokens[0].grad is not None
+    model.generator.set_state(drawn)  # the step's mask, drawn again from the method's own generator
+    visible = model.mask(2, "cpu")
+    assert visible.flatten(1).sum(1).tolist() == [round(4 * 0.4)] * 2
+    torch.testing.assert_close(loss, masked_patch_loss(model.reconstruct(images, visible), images, visible, 32))
     plain = model.backbone_copy().eval()
     reference = create_backbone("resnet18").eval()
     reference.load_state_dict(plain.state_dict())
     image = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(plain(image), reference(image))
-    model.training_step((torch.rand(2, 1, 64, 64),))  # the original still trains sparsely
+    model.training_step(Batch([torch.rand(2, 1, 64, 64)]))  # the original still trains sparsely
 
 
 def test_spark_config_errors():
@@ -89,15 +92,18 @@ def test_spark_config_errors():
         SparK(create_backbone("resnet18"), mask_ratio=1.0)
     with pytest.raises(ConfigError, match="unknown method 'byol'"):
         create_method("byol", create_backbone("resnet18"))
-    with pytest.raises(ConfigError, match="method simclr"):
+    with pytest.raises(ConfigError, match=r"method simclr: unknown options \['queue_size'\]"):
         create_method("simclr", create_backbone("resnet18"), queue_size=8)
+    with pytest.raises(ConfigError, match="not divisible by SparK's patch size 32"):
+        SparK.check_options(200, {})  # what the engine asks before building anything
+    SparK.check_options(224, {"mask_ratio": 0.75})
 
 
 def test_simclr_step_is_nt_xent_of_the_projections():
     torch.manual_seed(0)
     model = SimCLR(create_backbone("resnet18"), hidden_dim=64, projection_dim=16, temperature=0.2)
-    views = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)
-    loss = model.training_step(views)
+    views = [torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)]
+    loss = model.training_step(Batch(views))
     z = model.projection(model.backbone(torch.cat(views)))
     torch.testing.assert_close(loss, naive_nt_xent(z[:4], z[4:], 0.2), rtol=1e-4, atol=1e-5)
 
@@ -111,8 +117,8 @@ def test_moco_step_momentum_and_queue():
     before = {k: v.clone() for k, v in model.momentum_backbone.state_dict().items()}
     online = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     queue = model.loss.queue.clone()
-    views = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)
-    loss = model.training_step(views)
+    views = [torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)]
+    loss = model.training_step(Batch(views))
     for name, p in model.momentum_backbone.named_parameters():
         torch.testing.assert_close(p, 0.9 * before[name] + 0.1 * online[name])
     query = model.projection(model.backbone(views[0]))
@@ -120,3 +126,28 @@ def test_moco_step_momentum_and_queue():
         key = model.momentum_projection(model.momentum_backbone(views[1]))
     torch.testing.assert_close(loss, naive_moco(query, key, queue, 0.2), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(model.loss.queue[:4], F.normalize(key, dim=1), rtol=1e-4, atol=1e-5)
+
+
+def test_moco_momentum_follows_its_cosine_schedule():
+    model = MoCo(create_backbone("resnet18"), hidden_dim=16, projection_dim=8, queue_size=8, momentum=0.99,
+                 momentum_end=1.0)
+    for step, expected in [(0, 0.99), (50, 0.995), (100, 1.0)]:
+        model.schedule(step, 100)
+        assert model.momentum == pytest.approx(expected)
+    constant = MoCo(create_backbone("resnet18"), hidden_dim=16, projection_dim=8, queue_size=8, momentum=0.9)
+    constant.schedule(50, 100)
+    assert constant.momentum == 0.9
+
+
+def test_method_views_and_hooks_are_their_own():
+    """What the loop asks of each method, which once lived in the engine as tables and branches."""
+    spark, = SparK.crops(64, {})
+    assert spark.count == 1 and spark.augment.scale == (0.67, 1.0) and spark.augment.blur == 0.0
+    simclr, = SimCLR.crops(32, {"blur": 0.0})
+    assert simclr.count == 2 and simclr.augment.size == (32, 32) and simclr.augment.blur == 0.0
+    assert simclr.augment.rotation == 10.0  # the ViewAugment default the contrastive methods keep
+    assert SparK.ddp_unused_parameters and not SimCLR.ddp_unused_parameters and not MoCo.ddp_unused_parameters
+    model = SparK(create_backbone("resnet18"), image_size=64, decoder_width=32)
+    assert model.generators() == {"mask": model.generator}
+    with pytest.raises(ConfigError, match="augment"):
+        SimCLR.crops(32, {"blur": 2.0})

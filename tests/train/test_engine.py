@@ -13,18 +13,26 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from cxrfast.cli import main
 from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.errors import ConfigError, DataError
 from cxrfast.models import import_timm
-from cxrfast.train import load_config, pretrain
+from cxrfast.data.augment import Crops, ViewAugment
+from cxrfast.data.datasets import SSLViews
+from cxrfast.data.loader import EpochLoader
+from cxrfast.eval.linear_probe import ProbeSet, linear_probe
+from cxrfast.methods import Objective
+from cxrfast.models import create_backbone
+from cxrfast.train import TrainConfig, TrainingLoop, load_config, pretrain
 from cxrfast.train.checkpoint import checkpoints
-from cxrfast.train.schedule import warmup_cosine
+from cxrfast.schedules import warmup_cosine
 
 TINY = {"spark": ["method_options.decoder_width=32"],
         "moco": ["method_options.queue_size=16", "method_options.hidden_dim=32", "method_options.projection_dim=8",
-                 "momentum_end=1.0", "augment.rotation=0.0", "optimizer=lars", "clip_grad=1.0"]}
+                 "method_options.momentum_end=1.0", "augment.rotation=0.0", "optimizer=lars", "clip_grad=1.0"]}
 
 
 @pytest.fixture(scope="module")
@@ -93,18 +101,94 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, 
                                                   "encoder.backbone.conv1.weight"])
 
 
-def test_simclr_from_python_with_accumulation_and_probe(tmp_path, phantoms):
-    config = load_config(None, ("accumulate=2", "augment.blur=0.0", f"probe_labels='{phantoms / 'labels.csv'}'"),
+def test_simclr_from_python_with_probe(tmp_path, phantoms):
+    config = load_config(None, ("augment.blur=0.0", f"probe_labels='{phantoms / 'labels.csv'}'"),
                          method="simclr", data=str(phantoms),
                          backbone="resnet18", out=str(tmp_path / "run"), epochs=1, batch_size=4, image_size=32,
                          workers=0, warmup_epochs=0, method_options={"hidden_dim": 32, "projection_dim": 8})
     result = pretrain(config, progress=False)
-    assert result.steps == 2 and len(result.losses) == 2  # 20 images, batches of 4, 2 per step
-    assert all(torch.isfinite(torch.tensor(result.losses)))
+    assert result.steps == 5 and len(result.losses) == 5  # 20 images, batches of 4
     assert load_config(tmp_path / "run" / "config.yaml") == config  # the saved config reads back
     with open(tmp_path / "run" / "probe.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["mean_auroc"]) == pytest.approx(result.probe.mean, abs=1e-4)
+    # The probe of the exported encoder, run again from the file, gives the same AUROCs.
+    from safetensors.torch import load_file
+
+    encoder = create_backbone("resnet18")
+    encoder.load_state_dict(load_file(result.encoder))
+    again = linear_probe(encoder, ProbeSet.read(phantoms / "labels.csv"), 32, seed=0)
+    assert again.auroc == pytest.approx(result.probe.auroc, nan_ok=True)
+
+
+class _Regression(Objective):
+    """A loss that is a mean over images, on a network without batch statistics: the mean over 8
+    images is the mean of two means over 4, so accumulation must give the same steps. It records
+    the hooks the loop calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(4, 1))
+        self.calls = []
+
+    def training_step(self, batch):
+        x = batch.views[0]
+        return F.mse_loss(self.net(x)[:, 0], 3 * x.mean((1, 2, 3)))
+
+    def schedule(self, step, total_steps):
+        self.calls.append(("schedule", step, total_steps))
+
+    def after_backward(self, step):
+        self.calls.append(("after_backward", step, self.net[0].weight.grad is not None))
+
+
+class _Noise(torch.utils.data.Dataset):
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, index):
+        return torch.rand(1, 40, 40, generator=torch.Generator().manual_seed(index))
+
+
+def _loop_run(tmp_path, batch_size, accumulate):
+    config = TrainConfig(out=str(tmp_path / f"{batch_size}x{accumulate}"), epochs=2, batch_size=batch_size,
+                         accumulate=accumulate, optimizer="lars", lr=1.0, warmup_epochs=0, workers=0, log_every=1)
+    loader = EpochLoader(SSLViews(_Noise(), [Crops(ViewAugment(size=32), 1)]), batch_size, workers=0)
+    torch.manual_seed(0)
+    objective = _Regression()
+    result = TrainingLoop(config, objective, loader, run=Path(config.out), device=torch.device("cpu"),
+                          progress=False).run()
+    return result, objective
+
+
+def test_accumulation_equals_the_larger_batch(tmp_path):
+    """Batch 4 × accumulate 2 against batch 8 × 1: the same images per step (the sampler's order
+    does not depend on the batch size), equal losses and weights up to float rounding."""
+    (large, large_model), (accumulated, accumulated_model) = _loop_run(tmp_path, 8, 1), _loop_run(tmp_path, 4, 2)
+    assert large.steps == accumulated.steps == 4  # 2 steps of 16 images per epoch (the tail of 4 left out)
+    torch.testing.assert_close(torch.tensor(accumulated.losses), torch.tensor(large.losses), rtol=1e-5, atol=1e-7)
+    assert large.losses[-1] < large.losses[0]  # it trained
+    for (name, a), (_, b) in zip(accumulated_model.named_parameters(), large_model.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    # The objective's hooks: once per optimiser step, in order, after the step's gradients exist.
+    expected = [call for step in range(4) for call in (("schedule", step, 4), ("after_backward", step, True))]
+    assert accumulated_model.calls == large_model.calls == expected
+
+
+def test_pretrain_from_the_dali_pipeline(tmp_path, phantoms):
+    """loader=dali on DALI's CPU operators. With crops of the whole (square) image, its views are
+    the display values themselves, as the torch loader's are, and both loaders follow the same
+    order: the runs' losses agree."""
+    losses = {}
+    for loader in ("torch", "dali"):
+        config = load_config(None, ("augment.scale=[1.0, 1.0]", "augment.ratio=[1.0, 1.0]"), method="spark",
+                             data=str(phantoms), backbone="resnet18", out=str(tmp_path / loader), epochs=1,
+                             batch_size=4, image_size=64, workers=1, warmup_epochs=0, loader=loader,
+                             method_options={"decoder_width": 32})
+        losses[loader] = pretrain(config, progress=False).losses
+    assert len(losses["dali"]) == 5
+    torch.testing.assert_close(torch.tensor(losses["dali"]), torch.tensor(losses["torch"]), rtol=1e-4, atol=1e-5)
 
 
 def test_bf16_autocast_on_the_cpu(tmp_path, phantoms):
@@ -163,6 +247,32 @@ def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, mes
         load_config(None, ("learning_rate=0.1",))
 
 
-def test_cli_reports_config_errors(capsys, tmp_path):
-    assert main(["pretrain", "--method", "byol", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
-    assert "unknown method 'byol'" in capsys.readouterr().err
+def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
+    with pytest.raises(SystemExit) as exit:  # argparse names the choices
+        main(["pretrain", "--method", "byol", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert exit.value.code == 2 and "invalid choice: 'byol' (choose from 'spark', 'simclr', 'moco')" in \
+        capsys.readouterr().err
+    # A config error is the user's to fix: a message and exit status 2, no traceback.
+    assert main(["pretrain", "--data", str(phantoms), "--out", str(tmp_path / "r"), "--image-size", "200"]) == 2
+    assert "not divisible by SparK's patch size 32" in capsys.readouterr().err
+    # Anything else is a bug and keeps its traceback.
+    import cxrfast.train
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(cxrfast.train, "pretrain", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["pretrain", "--data", str(phantoms), "--out", str(tmp_path / "r")])
+
+
+def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
+    for command, expected in [("pretrain", ["{spark,simclr,moco}", "{torch,dali}", "(default: 'resnet50')",
+                                            "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
+                              ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
+                              ("prepare", ["(default: 512)"]), ("demo", ["(default: 2000)", "(default: 6)"])]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for fragment in expected:
+            assert fragment in text, (command, fragment)

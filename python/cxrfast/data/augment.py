@@ -71,6 +71,25 @@ class ViewAugment:
         return [self(images, generator) for _ in range(count)]
 
 
+@dataclass(frozen=True)
+class Crops:
+    """`count` views of each image drawn with `augment`. A method's views are a list of these:
+    [Crops(ViewAugment(size=224), 2)] for SimCLR; DINO's multi-crop adds small local crops,
+    [Crops(global, 2), Crops(ViewAugment(size=96, scale=(0.05, 0.4)), 8)]."""
+
+    augment: ViewAugment
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"Crops.count must be at least 1, not {self.count}")
+
+
+def draw_crops(images: Tensor, crops: list[Crops] | tuple[Crops, ...], generator: torch.Generator) -> list[Tensor]:
+    """Every view `crops` asks for, in order: (B, 1, *augment.size) each."""
+    return [view for c in crops for view in c.augment.views(images, c.count, generator)]
+
+
 def resize_center(images: Tensor, size: tuple[int, int] | int) -> Tensor:
     """The evaluation view, without randomness: the largest centred crop of the output's aspect,
     resampled (area-prefiltered) to `size`."""

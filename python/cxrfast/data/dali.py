@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cxrfast.data.augment import ViewAugment
+from cxrfast.data.augment import Crops, ViewAugment
+from cxrfast.data.batch import Batch
 from cxrfast.data.dali_samples import PipelineSamples
 from cxrfast.errors import DataError
 
@@ -141,10 +142,10 @@ def augmented_view(images, augment: ViewAugment):
 
 class DaliLoader:
     """Batches from `data` (a folder or manifest of DICOM/PNG/JPEG, or a prepared cache) through
-    DALI, as a plain iterable with a length: each epoch yields `len(self)` tuples of `views`
-    float32 tensors (batch, 1, *size) on `device`, or one deterministic view per image when
-    `augment` is None (with `size=None`, the display values at their own size: images of one
-    batch must then share it).
+    DALI, as a plain iterable with a length: each epoch yields `len(self)` `Batch`es of the
+    views `crops` ask for, float32 tensors (batch, 1, *augment.size) on `device`, or of one
+    deterministic view per image at `size` when `crops` is None (with `size=None`, the display
+    values at their own size: images of one batch must then share it).
 
     The order matches `EpochLoader`'s: this rank's `DistributedSampler` shard of a shuffle by
     (seed, epoch), whole batches only. `state_dict()` holds the epoch and the batches done in it;
@@ -153,7 +154,7 @@ class DaliLoader:
     """
 
     def __init__(self, data: str | os.PathLike, batch_size: int, *, size: int | tuple[int, int] | None = 224,
-                 augment: ViewAugment | None = None, views: int = 2, device: str = "cpu", workers: int = 2,
+                 crops: list[Crops] | tuple[Crops, ...] | None = None, device: str = "cpu", workers: int = 2,
                  threads: int = 2, shuffle: bool = True, seed: int = 0, rank: int | None = None,
                  world_size: int | None = None):
         grouped = dist.is_available() and dist.is_initialized()
@@ -161,13 +162,11 @@ class DaliLoader:
         self.rank = rank if rank is not None else (dist.get_rank() if grouped else 0)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is not in a world of {self.world_size}")
-        if views < 1:
-            raise ValueError(f"views must be at least 1, not {views}")
+        if crops is not None and (not crops or not all(isinstance(c, Crops) for c in crops)):
+            raise ValueError(f"crops must be a non-empty list of Crops, not {crops!r}")
         self.data, self.batch_size, self.device = data, batch_size, device
-        if size is None and augment is not None:
-            raise ValueError("augmented views need a size")
         self.size = (size, size) if isinstance(size, int) else size and tuple(size)
-        self.augment, self.views = augment, views if augment is not None else 1
+        self.crops = None if crops is None else list(crops)
         self.workers, self.threads, self.shuffle, self.seed = workers, threads, shuffle, seed
         self.device_id = _device_id(device)
         self.epoch, self.batch = 0, 0
@@ -184,7 +183,7 @@ class DaliLoader:
         samples.start_epoch, samples.start_batch = self.epoch, self.batch  # where the sources begin
         samples.decoder_scales = calibrate_decoder(self.device)
         decode_device = "cpu" if self.device_id is None else "mixed"
-        augment, views, size = self.augment, self.views, self.size
+        crops, size = self.crops, self.size
 
         @pipeline_def(batch_size=self.batch_size, num_threads=self.threads, device_id=self.device_id,
                       seed=self.seed + 7919 * self.rank, enable_conditionals=True, py_num_workers=self.workers,
@@ -194,15 +193,15 @@ class DaliLoader:
                 source=samples, num_outputs=4, batch=False, parallel=True, layout=[None, "HWC", None, None],
                 dtype=[types.UINT8, types.UINT16, types.BOOL, types.FLOAT])
             images = display_values(codestream, pixels, encoded, program, decode_device)
-            outputs = [center_view(images, size)] if augment is None else \
-                [augmented_view(images, augment) for _ in range(views)]
+            outputs = [center_view(images, size)] if crops is None else \
+                [augmented_view(images, c.augment) for c in crops for _ in range(c.count)]
             return tuple(fn.transpose(view, perm=[2, 0, 1]) for view in outputs)
 
         pipe = pipeline()
         pipe.build()
         return pipe
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def __iter__(self) -> Iterator[Batch]:
         if self._pipe is None:
             self._pipe = self._build()
         while self.batch < len(self):
@@ -214,7 +213,7 @@ class DaliLoader:
                 self._pipe = None
                 raise DataError(self._failure(e)) from e
             self.batch += 1
-            yield tuple(_to_torch(output, self.device) for output in outputs)
+            yield Batch([_to_torch(output, self.device) for output in outputs])
         try:  # the source's StopIteration ends DALI's epoch; then the next one can start
             self._pipe.run()
             raise RuntimeError("the DALI source yielded more batches than an epoch holds")

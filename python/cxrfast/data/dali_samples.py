@@ -32,14 +32,14 @@ from cxrfast.errors import DataError
 from cxrfast.io import read_dicom
 from cxrfast.io.dicom_header import DicomInfo, ParsedFile, read_parsed
 from cxrfast.io.dicom_pixels import codestream, codestream_shape, frame_fragments
+from cxrfast.io.dicom_uids import HTJ2K, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, JPEG2000Lossless
 from cxrfast.data.prepared_cache import PIXEL_SCALE, PreparedCache, is_prepared_cache
 from cxrfast.data.sources import find_sources, load_image
 
 # JPEG 2000 (lossless, lossy) and HTJ2K (lossless, RPCL, lossy): what `fn.decoders.image` decodes
 # on CPU and GPU alike. JPEG-LS and lossless JPEG it does not; baseline JPEG of a radiograph is
 # rare enough to read on the CPU with the rest.
-DALI_DECODED = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
-                          "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
+DALI_DECODED = frozenset({JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K})
 _J2K_SIZ = b"\xff\x4f\xff\x51"
 _SSIZ = 42  # from SOC: SIZ marker, Lsiz, Rsiz, eight 32-bit sizes, Csiz, then Ssiz of component 0
 _NO_PADDING = (1.0, 0.0)  # an empty interval: no stored value is padding

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cxrfast.data.augment import ViewAugment
+from cxrfast.data.augment import Crops, draw_crops
+from cxrfast.data.batch import Batch
 from cxrfast.data.sources import Source, find_sources, load_image
 
 
@@ -35,13 +36,14 @@ class ImageFiles(Dataset):
 
 
 class SSLViews(Dataset):
-    """`views` augmented views of each image of `images` (any dataset of (1, H, W) tensors):
-    item i is a tuple of (1, *augment.size) tensors. Call `set_epoch` at each epoch."""
+    """The views `crops` ask for of each image of `images` (any dataset of (1, H, W) tensors):
+    item i is a `Batch` (no batch dimension) of (1, *augment.size) views, for `Batch.collate`.
+    Call `set_epoch` at each epoch."""
 
-    def __init__(self, images: Dataset, augment: ViewAugment, views: int = 2, seed: int = 0):
-        if views < 1:
-            raise ValueError(f"views must be at least 1, not {views}")
-        self.images, self.augment, self.views, self.seed = images, augment, views, seed
+    def __init__(self, images: Dataset, crops: Sequence[Crops], seed: int = 0):
+        if not crops or not all(isinstance(c, Crops) for c in crops):
+            raise ValueError(f"crops must be a non-empty list of Crops, not {crops!r}")
+        self.images, self.crops, self.seed = images, list(crops), seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -50,8 +52,8 @@ class SSLViews(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+    def __getitem__(self, index: int) -> Batch:
         state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, np.uint64)[0]
         generator = torch.Generator().manual_seed(int(state) >> 1)
         image = self.images[index][None]
-        return tuple(view[0] for view in self.augment.views(image, self.views, generator))
+        return Batch([view[0] for view in draw_crops(image, self.crops, generator)], index=torch.tensor(index))

@@ -5,7 +5,8 @@ the dataset has `set_epoch` (SSLViews), to the dataset (the augmentation draws),
 the same whenever it runs. `state_dict()` holds the epoch and the batches of it already taken: a
 loader given it continues with the next batch of the same order, so a run resumed from a
 checkpoint taken inside an epoch sees exactly what the uninterrupted run saw. In a process group
-(or with `rank`/`world_size` given) each rank takes its own shard of every epoch.
+(or with `rank`/`world_size` given) each rank takes its own shard of every epoch. Each worker's
+native kernels use one thread, as torch's own do there: the workers already fill the cores.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from cxrfast import _C, process_group
+from cxrfast.data.batch import collate
 
 
 class _FromBatch(Sampler):
@@ -30,12 +33,17 @@ class _FromBatch(Sampler):
         return max(0, len(self.order) - self.owner.batch * self.owner.batch_size)
 
 
+def one_native_thread(*_) -> None:
+    """A worker initialiser (DataLoader's or a process pool's): one OpenMP thread per worker, so
+    that workers side by side do not each start a pool over every core."""
+    _C.set_num_threads(1)
+
+
 class EpochLoader:
     def __init__(self, dataset: Dataset, batch_size: int, *, workers: int = 2, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = True, rank: int | None = None, world_size: int | None = None):
-        grouped = dist.is_available() and dist.is_initialized()
-        world_size = world_size if world_size is not None else (dist.get_world_size() if grouped else 1)
-        rank = rank if rank is not None else (dist.get_rank() if grouped else 0)
+        world_size = world_size if world_size is not None else process_group.world_size()
+        rank = rank if rank is not None else process_group.rank()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
         self.dataset, self.batch_size, self.epoch, self.batch = dataset, batch_size, 0, 0
@@ -45,6 +53,7 @@ class EpochLoader:
         # Its own generator for the workers' base seed: the global RNG stays the trainer's alone.
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=_FromBatch(self.sampler, self),
                                  num_workers=workers, drop_last=drop_last, persistent_workers=False,
+                                 collate_fn=collate, worker_init_fn=one_native_thread,
                                  generator=torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:

@@ -1,6 +1,7 @@
-"""A synthetic DICOM archive: phantoms written as DX files plus a labels CSV, for demos,
-benchmarks and tests that need a folder of radiographs. Resumable: files already written are
-kept, so an interrupted run continues where it stopped."""
+"""A synthetic DICOM archive: phantoms written as DX files plus a labels CSV (a manifest with a
+column per finding, named as in `cxrfast.data.labels.findings`), for demos, benchmarks and tests
+that need a folder of radiographs. Resumable: files already written are kept, so an interrupted
+run continues where it stopped."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
+from cxrfast.atomic import atomic_path
 from cxrfast.data.synthetic import FINDINGS, Findings, make_phantom, to_stored
 from cxrfast.io.dicom_writer import write_dicom
 
@@ -34,15 +36,14 @@ def write_phantom_archive(out: str | os.PathLike, count: int, *, rows: int = 512
             path = out / f"{patient}.dcm"
             if not path.exists():  # resumable: a file is renamed into place only when complete
                 pi = "MONOCHROME1" if i % 2 else "MONOCHROME2"
-                partial = path.with_suffix(".part")
-                write_dicom(partial, to_stored(phantom.image, bits_stored, pi), transfer_syntax=transfer_syntax,
-                            bits_stored=bits_stored, photometric_interpretation=pi, patient_id=patient, seed=seed + i,
-                            window=(2 ** (bits_stored - 1), 2**bits_stored))
-                partial.replace(path)
+                with atomic_path(path) as partial:
+                    write_dicom(partial, to_stored(phantom.image, bits_stored, pi), transfer_syntax=transfer_syntax,
+                                bits_stored=bits_stored, photometric_interpretation=pi, patient_id=patient,
+                                seed=seed + i, window=(2 ** (bits_stored - 1), 2**bits_stored))
             rows_out.append({"path": path.name, "patient_id": patient, **phantom.labels})
             bar.advance(task)
     labels = out / LABELS_FILE
-    with open(labels, "w", newline="") as f:
+    with atomic_path(labels) as partial, open(partial, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "patient_id", *FINDINGS])
         writer.writeheader()
         writer.writerows(rows_out)

@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from cxrfast.atomic import atomic_path, write_text_atomically
 from cxrfast.data.area_resize import shorter_side_shape, shrink
+from cxrfast.data.loader import one_native_thread
 from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE, PIXEL_DTYPE,
-                                         PIXEL_SCALE, SETTINGS_FILE, shard_paths, write_atomically)
+                                         PIXEL_SCALE, SETTINGS_FILE, shard_paths)
 from cxrfast.data.sources import Source, find_sources, load_image
 from cxrfast.errors import DataError
 
@@ -90,7 +92,7 @@ def _claim(root: Path, settings: dict) -> None:
         return
     if any(root.iterdir()):
         raise DataError(f"{root}: not empty and not a prepared cache; refusing to write into it")
-    write_atomically(path, json.dumps(settings))
+    write_text_atomically(path, json.dumps(settings))
 
 
 def _complete_shards(root: Path) -> dict[int, dict]:
@@ -105,7 +107,8 @@ class _Workers:
     """A spawned process pool, or none (reading in this process) for 0 workers or little work."""
 
     def __init__(self, workers: int, tasks: int):
-        self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 0 and tasks > 1 else None
+        self.pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=one_native_thread)
+                     if workers > 0 and tasks > 1 else None)
 
     def __enter__(self):
         return self.pool
@@ -123,8 +126,7 @@ def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance) 
     data_path, index_path = shard_paths(root, shard)
     index = {"images": [], "errors": []}
     offset = 0
-    partial_data = data_path.with_name(data_path.name + ".part")
-    with open(partial_data, "wb") as f:
+    with atomic_path(data_path) as partial_data, open(partial_data, "wb") as f:
         for source, result in zip(chunk, results):
             if result[0] == "error":
                 index["errors"].append({"name": source.name, "reason": result[1]})
@@ -136,10 +138,7 @@ def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance) 
                                         "source_columns": source_shape[1], **metadata})
                 offset += pixels.size
             advance()
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial_data, data_path)
-    write_atomically(index_path, json.dumps(index))
+    write_text_atomically(index_path, json.dumps(index))
     return index
 
 
@@ -161,6 +160,6 @@ def _write_manifest(root: Path, sources: list[Source], shards: dict[int, dict]) 
     error_writer = csv.writer(errors)
     error_writer.writerow(["name", "reason"])
     error_writer.writerows((s.name, failed[s.name]) for s in sources if s.name in failed and s.name not in found)
-    write_atomically(root / ERRORS_FILE, errors.getvalue())
-    write_atomically(root / MANIFEST_FILE, manifest.getvalue())
+    write_text_atomically(root / ERRORS_FILE, errors.getvalue())
+    write_text_atomically(root / MANIFEST_FILE, manifest.getvalue())
     return len(rows), sum(1 for s in sources if s.name in failed and s.name not in found)

@@ -42,13 +42,6 @@ def shard_paths(root: Path, shard: int) -> tuple[Path, Path]:
     return root / f"shard-{shard:05d}.u16", root / f"shard-{shard:05d}.json"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file, then rename: a reader or a resumed run never sees half of it."""
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 class PreparedCache:
     """Read access to a prepared cache: `len(cache)`, `cache[i]` a float32 tensor (1, rows,
     columns) in [0, 1], `cache.pixels(i)` the stored uint16 view, `cache.records[i]` the

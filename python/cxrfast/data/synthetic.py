@@ -7,19 +7,23 @@ are attenuation-like in [0, 1]: higher attenuates more and is brighter on MONOCH
 Everything smooth (anatomy, lung markings, findings) is built on a working grid of at
 most `WORK_SIZE` pixels a side and upsampled; only detector noise is drawn at full size.
 Random streams are separate for anatomy, labels, texture, noise and each finding, so
-switching one finding on or off leaves the rest of the image as it was.
+switching one finding on or off leaves the rest of the image as it was. Findings are named as
+in `cxrfast.data.labels.findings`; the lesion is NIH's "Nodule" (a mass when large), which
+CheXpert would file under "Lung Lesion".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from PIL import Image
 
-FINDINGS = ("cardiomegaly", "pleural_effusion", "nodule", "consolidation", "pneumothorax")
+FINDINGS = ("Cardiomegaly", "Pleural Effusion", "Nodule", "Consolidation", "Pneumothorax")
+_PREVALENCE = (0.15, 0.12, 0.08, 0.10, 0.05)  # the default mix
 MIN_SIZE = 64
 WORK_SIZE = 1024
 _ANATOMY, _LABELS, _TEXTURE, _NOISE, _FINDING = range(5)
@@ -42,27 +46,28 @@ class Finding:
 
 @dataclass(frozen=True)
 class Findings:
-    """One `Finding` per entry of `FINDINGS`, each drawn independently per image."""
+    """A `Finding` for each name of `FINDINGS`, each drawn independently per image: `by_name`
+    (default: the default mix); a name it leaves out never occurs."""
 
-    cardiomegaly: Finding = Finding(0.15)
-    pleural_effusion: Finding = Finding(0.12)
-    nodule: Finding = Finding(0.08)  # a mass when wider than 3 cm
-    consolidation: Finding = Finding(0.10)
-    pneumothorax: Finding = Finding(0.05)
+    by_name: Mapping[str, Finding] = field(default_factory=lambda: dict(zip(FINDINGS, map(Finding, _PREVALENCE))))
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.by_name if name not in FINDINGS]
+        if unknown:
+            raise ValueError(f"unknown finding(s) {', '.join(map(repr, unknown))}; known: {', '.join(FINDINGS)}")
+        object.__setattr__(self, "by_name", MappingProxyType(dict(self.by_name)))  # frozen all the way down
 
     @classmethod
     def none(cls) -> Findings:
-        return cls(**{name: Finding(0.0) for name in FINDINGS})
+        return cls({})
 
     @classmethod
     def only(cls, name: str, subtlety: float = 0.5) -> Findings:
         """`name` in every image and nothing else."""
-        if name not in FINDINGS:
-            raise ValueError(f"unknown finding {name!r}; known: {FINDINGS}")
-        return replace(cls.none(), **{name: Finding(1.0, subtlety)})
+        return cls({name: Finding(1.0, subtlety)})
 
     def items(self) -> Iterator[tuple[str, Finding]]:
-        return ((name, getattr(self, name)) for name in FINDINGS)
+        return ((name, self.by_name.get(name, Finding(0.0))) for name in FINDINGS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +76,7 @@ class Phantom:
 
     `lung_mask` is the aerated lung: it leaves out the heart and mediastinum, pleural
     fluid and the air of a pneumothorax, and keeps consolidated lung and nodules.
-    `masks[f]` is the region of finding f (all False when absent); for cardiomegaly it
+    `masks[f]` is the region of finding f (all False when absent); for Cardiomegaly it
     is the heart. `cardiothoracic_ratio` is the heart width over the inner thoracic width.
     """
 
@@ -461,8 +466,8 @@ def make_phantom(seed: int, rows: int = 512, columns: int | None = None, finding
 
     g = _grid(rows, columns)
     ctr = an.ctr
-    if labels["cardiomegaly"]:
-        ctr = 0.5 + _lerp(0.15, 0.025, subtlety["cardiomegaly"]) + finding_rng["cardiomegaly"].uniform(0, 0.02)
+    if labels["Cardiomegaly"]:
+        ctr = 0.5 + _lerp(0.15, 0.025, subtlety["Cardiomegaly"]) + finding_rng["Cardiomegaly"].uniform(0, 0.02)
     chest = _Chest(g, an, ctr)
     density, air = chest.density, chest.air
     # Masks come from the sign of working-grid fields, upsampled: distances or 0.5-offset fractions.
@@ -470,22 +475,22 @@ def make_phantom(seed: int, rows: int = 512, columns: int | None = None, finding
     regions = {}  # finding -> field, > 0 inside
     markings_weight = 1.0
 
-    if labels["pleural_effusion"]:
-        fluid = _effusion(chest, finding_rng["pleural_effusion"], subtlety["pleural_effusion"])
+    if labels["Pleural Effusion"]:
+        fluid = _effusion(chest, finding_rng["Pleural Effusion"], subtlety["Pleural Effusion"])
         air = air * (1.0 - fluid)
-        regions["pleural_effusion"] = fluid - 0.5
+        regions["Pleural Effusion"] = fluid - 0.5
         aerated = np.minimum(aerated, 0.5 - fluid)
-    if labels["pneumothorax"]:
-        space, line, darker, line_density = _pneumothorax(chest, finding_rng["pneumothorax"], subtlety["pneumothorax"])
+    if labels["Pneumothorax"]:
+        space, line, darker, line_density = _pneumothorax(chest, finding_rng["Pneumothorax"], subtlety["Pneumothorax"])
         pleural_air = chest.inside(space)
         density = density - darker * pleural_air + line_density * line
         markings_weight = 1.0 - pleural_air
-        regions["pneumothorax"] = space
+        regions["Pneumothorax"] = space
         aerated = np.minimum(aerated, -space)
 
     markings, hila = chest.lung_markings(stream(_TEXTURE))
     density = density - 0.30 * air + markings * air * markings_weight + hila
-    for name, render in (("nodule", _nodule), ("consolidation", _consolidation)):
+    for name, render in (("Nodule", _nodule), ("Consolidation", _consolidation)):
         if labels[name]:
             window, opacity, inside = render(chest, finding_rng[name], subtlety[name])
             density[window] += opacity
@@ -504,8 +509,8 @@ def make_phantom(seed: int, rows: int = 512, columns: int | None = None, finding
     heart = np.minimum(chest.heart, chest.below_dome)
     heart_mask = _resize(heart, full) > 0
     masks = {name: _resize(regions[name], full) > 0 if name in regions else np.zeros(full, bool) for name in FINDINGS}
-    if labels["cardiomegaly"]:
-        masks["cardiomegaly"] = heart_mask
+    if labels["Cardiomegaly"]:
+        masks["Cardiomegaly"] = heart_mask
     return Phantom(
         seed=int(seed),
         image=image,

@@ -2,83 +2,89 @@
 and mean AUROC on a held-out part split by patient. It is how a pretraining run is watched (every
 k epochs) and how the demo compares a pretrained encoder with a random one.
 
-Labels come from a manifest CSV (a `path` column, finding columns of 1 / 0, with −1 or blank for
-uncertain or missing: left out of that finding's fit and score) or a prepared cache, whose
-manifest carries the same columns. Features are the backbone's pooled output on the centred view
-(`resize_center`), standardised on the training part; scikit-learn fits and scores.
+Labels are a `LabelTable` read from a manifest CSV or a prepared cache's manifest, which carries
+the source manifest's columns; uncertain (−1) and blank labels are left out of that finding's
+fit and score. The split is `split_by_patient`'s, and a label fraction below 1 fits on the nested
+subset `label_fraction_subsets` draws from the training part. Features are the backbone's pooled
+output on the centred view (`resize_center`), standardised on the rows fitted; scikit-learn fits
+and scores. A finding without both classes among the rows fitted or scored has an undefined
+AUROC: NaN in the result, left out of the mean.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from cxrfast.data.augment import resize_center
-from cxrfast.data.prepared_cache import PreparedCache, is_prepared_cache
-from cxrfast.data.sources import find_sources, load_image
+from cxrfast.data.labels import LabelTable, label_fraction_subsets, split_by_patient
+from cxrfast.data.prepared_cache import MANIFEST_FILE, PreparedCache, is_prepared_cache
+from cxrfast.data.sources import load_image
 from cxrfast.errors import DataError
 
-_LABEL_VALUES = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": math.nan, "-1.0": math.nan, "": math.nan}
-_NOT_FINDINGS = {"path", "name", "patient_id", "shard", "offset", "rows", "columns"}
+
+def _read_image(path: Path) -> torch.Tensor:
+    return torch.from_numpy(load_image(path).pixels)[None]
 
 
 @dataclass(frozen=True)
 class ProbeSet:
-    """Images (float32 (1, H, W) in [0, 1] on access), labels (N, F) with NaN where unknown, the
-    findings' names and each image's patient."""
+    """Images (each a callable giving float32 (1, H, W) in [0, 1]) and their labels, one table
+    row per image."""
 
     images: list
-    labels: np.ndarray
-    findings: list[str]
-    patients: list[str]
+    table: LabelTable
 
     @classmethod
     def read(cls, source: str | os.PathLike, findings: list[str] | None = None) -> ProbeSet:
-        root = os.fspath(source)
+        """The images and labels of a manifest CSV (paths relative to its folder) or a prepared
+        cache; `findings` as `LabelTable.read_manifest` takes them."""
+        root = Path(source)
         if is_prepared_cache(root):
             cache = PreparedCache(root)
-            records = cache.records
-            images = [lambda i=i: cache[i] for i in range(len(cache))]
-        else:
-            sources = find_sources(root)
-            records = [{"name": s.name, **s.columns} for s in sources]
-            images = [lambda p=s.path: torch.from_numpy(load_image(p).pixels)[None] for s in sources]
-        if not records:
-            raise DataError(f"{root}: no labelled images for the probe")
-        if findings is None:  # every column holding only 1 / 0 / −1 / blank
-            findings = [k for k in records[0] if k not in _NOT_FINDINGS
-                        and all(r[k].strip() in _LABEL_VALUES for r in records)]
-        missing = [f for f in findings if f not in records[0]]
-        if not findings or missing:
-            raise DataError(f"{root}: no finding columns {missing or ''} for the probe (columns: {list(records[0])})")
-        try:
-            labels = np.array([[_LABEL_VALUES[r[f].strip()] for f in findings] for r in records], np.float64)
-        except KeyError as e:
-            raise DataError(f"{root}: label {e} is not 1, 0, -1 or blank") from None
-        patients = [r.get("patient_id") or r.get("name", str(i)) for i, r in enumerate(records)]
-        return cls(images, labels, list(findings), patients)
+            table = LabelTable.read_manifest(root / MANIFEST_FILE, findings, path_column="name")
+            if len(table) != len(cache):
+                raise DataError(f"{root / MANIFEST_FILE}: {len(table)} labelled rows for {len(cache)} cached images")
+            return cls([partial(cache.__getitem__, i) for i in range(len(cache))], table)
+        if root.is_file() and root.suffix.lower() == ".csv":
+            table = LabelTable.read_manifest(root, findings)
+            return cls([partial(_read_image, root.parent / path) for path in table.paths], table)
+        raise DataError(f"{root}: neither a labelled manifest .csv nor a prepared cache")
+
+    @property
+    def findings(self) -> list[str]:
+        return list(self.table.findings)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(images, findings) float64: 1 or 0, NaN where uncertain or blank."""
+        targets, counted = self.table.targets("ignore")
+        return np.where(counted, targets, np.nan)
+
+    @property
+    def patients(self) -> list[str]:
+        return self.table.patients
 
     def split(self, test_share: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(train rows, test rows): whole patients on one side only."""
-        unique = sorted(set(self.patients))
-        order = np.random.default_rng(seed).permutation(len(unique))
-        test_patients = {unique[k] for k in order[: max(1, round(len(unique) * test_share))]}
-        test = np.array([p in test_patients for p in self.patients])
-        return np.flatnonzero(~test), np.flatnonzero(test)
+        parts = split_by_patient(self.table, {"train": 1 - test_share, "test": test_share}, seed)
+        return parts["train"], parts["test"]
 
 
 @dataclass(frozen=True)
 class ProbeResult:
-    auroc: dict[str, float]  # per finding; findings without both classes in the test part are left out
-    mean: float
-    train: int
+    auroc: dict[str, float]  # per finding; NaN where it lacks a class among the rows fitted or scored
+    mean: float  # over the findings with an AUROC
+    train: int  # images fitted on (the label fraction of the training part)
     test: int
+    label_fraction: float = 1.0
 
 
 @torch.no_grad()
@@ -97,28 +103,32 @@ def features(backbone: nn.Module, probe: ProbeSet, size: int, batch_size: int = 
     return torch.cat(out).double().numpy()
 
 
-def fit_and_score(x: np.ndarray, probe: ProbeSet, seed: int = 0) -> ProbeResult:
+def fit_and_score(x: np.ndarray, probe: ProbeSet, seed: int = 0, label_fraction: float = 1.0) -> ProbeResult:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     train, test = probe.split(seed=seed)
+    train = label_fraction_subsets(probe.table, train, (label_fraction,), seed)[label_fraction]
     mean, std = x[train].mean(0), x[train].std(0) + 1e-8
     x = (x - mean) / std
+    labels = probe.labels
     scores = {}
     for k, finding in enumerate(probe.findings):
-        y = probe.labels[:, k]
+        y = labels[:, k]
         fit_rows, test_rows = train[~np.isnan(y[train])], test[~np.isnan(y[test])]
         if len(np.unique(y[fit_rows])) < 2 or len(np.unique(y[test_rows])) < 2:
-            warnings.warn(f"linear probe: {finding} lacks positives or negatives in a split; left out", stacklevel=2)
+            scores[finding] = math.nan
             continue
         model = LogisticRegression(max_iter=2000, C=0.1, class_weight="balanced")
         model.fit(x[fit_rows], y[fit_rows])
         scores[finding] = float(roc_auc_score(y[test_rows], model.decision_function(x[test_rows])))
-    if not scores:
-        raise DataError("linear probe: no finding has both classes in both splits; label more images")
-    return ProbeResult(scores, float(np.mean(list(scores.values()))), len(train), len(test))
+    defined = [s for s in scores.values() if not math.isnan(s)]
+    if not defined:
+        raise DataError("linear probe: no finding has both classes in both the fitted and the scored images; "
+                        "label more images")
+    return ProbeResult(scores, float(np.mean(defined)), len(train), len(test), label_fraction)
 
 
 def linear_probe(backbone: nn.Module, probe: ProbeSet, size: int, *, device: torch.device | str = "cpu",
-                 seed: int = 0) -> ProbeResult:
-    return fit_and_score(features(backbone, probe, size, device=device), probe, seed)
+                 seed: int = 0, label_fraction: float = 1.0) -> ProbeResult:
+    return fit_and_score(features(backbone, probe, size, device=device), probe, seed, label_fraction)

@@ -13,10 +13,6 @@ from cxrfast.errors import DicomError
 from cxrfast.io.dicom_tags import LUT_SEQUENCES, TAG, VR
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
-# Pixel data that is stored natively, without compression (PS3.5 A.1–A.3 and 8.2).
-NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
-ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 MAX_PIXELS = 1 << 31  # more values than this in one file is not a radiograph
 
 

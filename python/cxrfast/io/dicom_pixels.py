@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 
 from cxrfast import _C
-from cxrfast.io.dicom_header import ENCAPSULATED_UNCOMPRESSED, RLE_LOSSLESS, DicomInfo, ParsedFile
+from cxrfast.io.dicom_header import DicomInfo, ParsedFile
+from cxrfast.io.dicom_uids import EncapsulatedUncompressedExplicitVRLittleEndian, RLELossless
 
 _JPEG_EOI = b"\xff\xd9"  # ends JPEG, JPEG-LS and JPEG 2000 (EOC) codestreams alike
 _J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC, then the image and tile size marker
@@ -123,20 +124,20 @@ def codestream(parsed: ParsedFile, pieces: list[tuple[int, int]]) -> bytes | mem
 def encapsulated_stored(parsed: ParsedFile, info: DicomInfo, first: int, count: int) -> np.ndarray:
     frames = frame_fragments(parsed, info)
     ts = info.transfer_syntax
-    if info.bits_allocated == 1 and ts in (RLE_LOSSLESS, ENCAPSULATED_UNCOMPRESSED):
+    if info.bits_allocated == 1 and ts in (RLELossless, EncapsulatedUncompressedExplicitVRLittleEndian):
         raise parsed.fail(f"Bits Allocated 1 (bit-packed frames) is not supported in transfer syntax {ts}")
     n = frame_values(info)
     out = np.empty((count, n), stored_dtype(info))
     for k in range(count):
         data = codestream(parsed, frames[first + k])
-        if ts == RLE_LOSSLESS:
+        if ts == RLELossless:
             try:
                 _C.decode_rle_frame(data, out[k].view(np.uint8), info.rows, info.columns,
                                     info.samples_per_pixel, out.itemsize)
             except _C.ParseError as e:
                 raise parsed.fail(f"frame {first + k}: {e}") from None
             _C.unpack_stored(out[k], 0, out[k], n, pixel_format(info))  # mask / sign-extend in place
-        elif ts == ENCAPSULATED_UNCOMPRESSED:
+        elif ts == EncapsulatedUncompressedExplicitVRLittleEndian:
             if len(data) < native_frame_bytes(info):
                 raise parsed.fail(f"frame {first + k} holds {len(data)} bytes, {native_frame_bytes(info)} needed")
             _C.unpack_stored(data, 0, out[k], n, pixel_format(info))
@@ -206,6 +207,6 @@ def decode_stored(parsed: ParsedFile, info: DicomInfo, first: int, count: int) -
     if parsed.table["encapsulated"]:
         flat = encapsulated_stored(parsed, info, first, count)
         # Decoders return samples interleaved whatever Planar Configuration says.
-        decoded = info.transfer_syntax != ENCAPSULATED_UNCOMPRESSED
+        decoded = info.transfer_syntax != EncapsulatedUncompressedExplicitVRLittleEndian
         return to_interleaved(flat, replace(info, planar_configuration=0) if decoded else info)
     return to_interleaved(native_stored(parsed, info, first, count), info)

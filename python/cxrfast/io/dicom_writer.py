@@ -15,13 +15,16 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended
 from pydicom.pixels import get_encoder
-from pydicom.uid import (
+from pydicom.uid import UID, generate_uid
+from pydicom.valuerep import DSfloat
+
+from cxrfast.io.dicom_uids import (
     HTJ2KLossless,
     JPEG2000,
-    UID,
     ComputedRadiographyImageStorage,
     DeflatedExplicitVRLittleEndian,
     DigitalXRayImageStorageForPresentation,
+    EncapsulatedUncompressedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -29,14 +32,10 @@ from pydicom.uid import (
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    generate_uid,
 )
-from pydicom.valuerep import DSfloat
 
-# pydicom 3.0 knows this UID (PS3.5 A.4.11) but exports no constant for it.
-EncapsulatedUncompressedExplicitVRLittleEndian = UID("1.2.840.10008.1.2.1.98")
-
-TRANSFER_SYNTAXES: dict[str, UID] = {
+# pydicom's UID, which knows whether a syntax is encapsulated and its name.
+TRANSFER_SYNTAXES: dict[str, UID] = {name: UID(uid) for name, uid in {
     "implicit": ImplicitVRLittleEndian,
     "explicit": ExplicitVRLittleEndian,
     "big_endian": ExplicitVRBigEndian,
@@ -48,7 +47,7 @@ TRANSFER_SYNTAXES: dict[str, UID] = {
     "jpeg2000": JPEG2000Lossless,
     "jpeg2000_lossy": JPEG2000,
     "htj2k": HTJ2KLossless,
-}
+}.items()}
 LOSSY_TRANSFER_SYNTAXES = frozenset({JPEGLSNearLossless, JPEG2000})
 # PS3.5 A.4.2 and A.4.11: these put each frame in exactly one fragment.
 SINGLE_FRAGMENT_SYNTAXES = frozenset({RLELossless, EncapsulatedUncompressedExplicitVRLittleEndian})

@@ -1,24 +1,31 @@
-"""Self-supervised methods. Each is an nn.Module with `views` (how many views of an image a
-batch holds), `training_step(batch) -> loss` and `backbone_copy()`, usable from any trainer."""
+"""Self-supervised methods. Each is a `Method` (an `Objective` the training loop trains, its
+forward `training_step(batch) -> loss`) with its own views, option checks, schedules and hooks,
+usable from any trainer."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
 
 from cxrfast.errors import ConfigError
 from cxrfast.methods.method import Method
 from cxrfast.methods.moco import MoCo
+from cxrfast.methods.objective import Objective
 from cxrfast.methods.simclr import SimCLR
 from cxrfast.methods.spark import SparK
 
-METHODS: dict[str, type[Method]] = {"spark": SparK, "simclr": SimCLR, "moco": MoCo}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo)}
 
 
-def create_method(name: str, backbone, **options) -> Method:
+def method_class(name: str) -> type[Method]:
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}: one of {', '.join(METHODS)}")
-    try:
-        return METHODS[name](backbone, **options)
-    except TypeError as e:  # an option the method does not take
-        raise ConfigError(f"method {name}: {e}") from e
+    return METHODS[name]
 
 
-__all__ = ["METHODS", "Method", "MoCo", "SimCLR", "SparK", "create_method"]
+def create_method(name: str, backbone: nn.Module, image_size: int = 224, **options: Any) -> Method:
+    return method_class(name).build(backbone, image_size, options)
+
+
+__all__ = ["METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "create_method", "method_class"]

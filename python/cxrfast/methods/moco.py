@@ -8,23 +8,32 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from cxrfast.data.batch import Batch
 from cxrfast.losses import MoCoLoss
 from cxrfast.methods.method import Method
-from cxrfast.methods.projection import projection_head
+from cxrfast.schedules import warmup_cosine
+from cxrfast.models.heads import projection_head
 
 
 class MoCo(Method):
+    name = "moco"
     views = 2
 
     def __init__(self, backbone: nn.Module, *, projection_dim: int = 128, hidden_dim: int = 2048,
-                 queue_size: int = 65536, temperature: float = 0.2, momentum: float = 0.999):
+                 queue_size: int = 65536, temperature: float = 0.2, momentum: float = 0.999,
+                 momentum_end: float | None = None):
         super().__init__()
         self.backbone = backbone
         self.projection = projection_head(backbone.num_features, hidden_dim, projection_dim)
         self.momentum_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.momentum_projection = copy.deepcopy(self.projection).requires_grad_(False)
         self.loss = MoCoLoss(projection_dim, temperature, queue_size)
-        self.momentum = momentum  # the engine may follow a schedule
+        # The EMA momentum: constant, or a half-cosine from `momentum` to `momentum_end` over the run.
+        self.momentum, self.momentum_start, self.momentum_end = momentum, momentum, momentum_end
+
+    def schedule(self, step: int, total_steps: int) -> None:
+        if self.momentum_end is not None:
+            self.momentum = warmup_cosine(step, total_steps, self.momentum_start, self.momentum_end)
 
     @torch.no_grad()
     def update_momentum_encoder(self) -> None:
@@ -34,12 +43,12 @@ class MoCo(Method):
             for b_target, b_online in zip(target.buffers(), online.buffers()):
                 b_target.copy_(b_online)
 
-    def training_step(self, batch: tuple[Tensor, ...]) -> Tensor:
-        """`batch`: (view 1, view 2): queries from view 1, keys from view 2, as MoCo v2."""
-        query = self.projection(self.backbone(batch[0]))
+    def training_step(self, batch: Batch) -> Tensor:
+        """Queries from the first view, keys from the second, as MoCo v2."""
+        query = self.projection(self.backbone(batch.views[0]))
         with torch.no_grad():
             self.update_momentum_encoder()
-            key = self.momentum_projection(self.momentum_backbone(batch[1]))
+            key = self.momentum_projection(self.momentum_backbone(batch.views[1]))
         return self.loss(query, key)
 
     def backbone_copy(self) -> nn.Module:

@@ -8,12 +8,14 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from cxrfast.data.batch import Batch
 from cxrfast.losses import NTXentLoss
 from cxrfast.methods.method import Method
-from cxrfast.methods.projection import projection_head
+from cxrfast.models.heads import projection_head
 
 
 class SimCLR(Method):
+    name = "simclr"
     views = 2
 
     def __init__(self, backbone: nn.Module, *, projection_dim: int = 128, hidden_dim: int = 2048,
@@ -23,10 +25,10 @@ class SimCLR(Method):
         self.projection = projection_head(backbone.num_features, hidden_dim, projection_dim, projection_layers)
         self.loss = NTXentLoss(temperature, gather_distributed=True)
 
-    def training_step(self, batch: tuple[Tensor, ...]) -> Tensor:
-        """`batch`: (view 1, view 2), each (N, 1, H, W). Both views pass the encoder together,
-        so batch norm sees 2N images, as in SimCLR."""
-        z0, z1 = self.projection(self.backbone(torch.cat(batch[:2]))).chunk(2)
+    def training_step(self, batch: Batch) -> Tensor:
+        """`batch.views`: two (N, 1, H, W) views. Both pass the encoder together, so batch norm
+        sees 2N images, as in SimCLR."""
+        z0, z1 = self.projection(self.backbone(torch.cat(batch.views[:2]))).chunk(2)
         return self.loss(z0, z1)
 
     def backbone_copy(self) -> nn.Module:

@@ -16,25 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cxrfast.data.batch import Batch
 from cxrfast.errors import ConfigError
 from cxrfast.methods.method import Method
-from cxrfast.methods.spark_decoder import LightDecoder
+from cxrfast.models.decoders import LightDecoder
 from cxrfast.nn import DenseMaskedEncoder, SparseEncoder
+from cxrfast.nn.masking import spark_mask
 
+PATCH_SIZE = 32  # the total stride of every backbone cxrfast names
 DEFAULT_DECODER_WIDTH = 384  # SparK's is 768; see BENCHMARKS.md, "SparK decoder width"
 _NORM_EPS = 1e-6  # SparK's per-patch normalisation: (x − mean) / sqrt(var + eps)
-
-
-def spark_mask(batch: int, rows: int, columns: int, ratio: float, *, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> Tensor:
-    """(batch, rows, columns) bool, True where visible: round((1 − ratio)·L) random patches kept
-    in every sample (at least one)."""
-    patches = rows * columns
-    kept = max(1, round(patches * (1 - ratio)))
-    order = torch.rand(batch, patches, generator=generator, device=device).argsort(dim=1)
-    visible = torch.zeros(batch, patches, dtype=torch.bool, device=device)
-    visible.scatter_(1, order[:, :kept], True)
-    return visible.view(batch, rows, columns)
 
 
 def patchify(images: Tensor, patch: int) -> Tensor:
@@ -55,7 +46,13 @@ def masked_patch_loss(reconstruction: Tensor, images: Tensor, visible: Tensor, p
 
 
 class SparK(Method):
+    name = "spark"
     views = 1
+    # SparK's recipe augments with random resized crops only (scale 0.67–1).
+    augment_defaults = dict(scale=(0.67, 1.0), rotation=0.0, brightness=0.0, contrast=0.0, gamma=0.0, blur=0.0)
+    # The encoder runs the backbone's forward_features: a classifier-free head's norm (ConvNeXt's)
+    # gets no gradient.
+    ddp_unused_parameters = True
 
     def __init__(self, backbone: nn.Module, *, image_size: int | tuple[int, int] = 224, mask_ratio: float = 0.6,
                  decoder_width: int = DEFAULT_DECODER_WIDTH, sparse: bool = True):
@@ -95,11 +92,25 @@ class SparK(Method):
             nn.Conv2d(channels[s], widths[i], kernel_size=1 if i == 0 else 3, padding=0 if i == 0 else 1)
             for i, s in enumerate(stages))
 
+    @classmethod
+    def check_options(cls, image_size: int, options: dict) -> None:
+        super().check_options(image_size, options)
+        if image_size % PATCH_SIZE:  # the constructor checks the backbone's own stride again
+            raise ConfigError(f"image_size {image_size} is not divisible by SparK's patch size {PATCH_SIZE}")
+
+    @classmethod
+    def build(cls, backbone: nn.Module, image_size: int, options: dict) -> SparK:
+        cls.check_options(image_size, options)
+        return cls(backbone, image_size=image_size, **options)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"mask": self.generator}
+
     def mask(self, batch: int, device) -> Tensor:
         return spark_mask(batch, *self.grid, self.mask_ratio, generator=self.generator).to(device)
 
-    def training_step(self, batch: Tensor | tuple[Tensor, ...]) -> Tensor:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    def training_step(self, batch: Batch) -> Tensor:
+        images = batch.views[0]
         if tuple(images.shape[-2:]) != self.image_size:
             raise ValueError(f"SparK was built for {self.image_size} images, not {tuple(images.shape[-2:])}")
         visible = self.mask(images.shape[0], images.device)

@@ -1,4 +1,5 @@
-"""Backbones for pretraining (timm's, by name, with a 1-channel stem)."""
+"""Backbones (timm's, by name, with a 1-channel stem), and the heads and decoders methods put on
+them (`cxrfast.models.heads`, `cxrfast.models.decoders`)."""
 
 from cxrfast.models.backbones import BACKBONES, create_backbone, export_encoder, load_supervised
 from cxrfast.models.timm_import import import_timm

@@ -5,19 +5,25 @@ runs its CNNs without any of torchvision's compiled operators. PyPI's torchvisio
 linked against CUDA torch, so beside a CPU torch their operators cannot load, and torchvision's
 import then fails while declaring fake kernels for two of them (nms, qnms). Declaring those two
 schemas first lets its Python layer import; the compiled operators stay unavailable, as they
-already were.
+already were. That is said by `torchvision_operators()`, not by a warning: no cxrfast code needs
+them, and a warning on every run would only alarm (the README explains the setup).
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
 from types import ModuleType
 
 import torch
 
 # Held for the life of the process: a Library's definitions vanish when it is collected.
 _TORCHVISION_SCHEMAS: torch.library.Library | None = None
+
+
+def torchvision_operators() -> bool:
+    """Whether torchvision's compiled operators loaded beside this torch (after `import_timm`)."""
+    import_timm()
+    return _TORCHVISION_SCHEMAS is None
 
 
 def _declare_torchvision_schemas() -> None:
@@ -38,8 +44,6 @@ def import_timm() -> ModuleType:
         # The failed import left half-initialised modules behind; import them afresh.
         for name in [n for n in sys.modules if n.split(".")[0] in ("torchvision", "timm")]:
             del sys.modules[name]
-        warnings.warn("torchvision's compiled operators do not load beside this torch build; timm is used without "
-                      "them (its CNNs do not need them)", RuntimeWarning, stacklevel=2)
         _declare_torchvision_schemas()
         import timm
     return timm

@@ -1,6 +1,8 @@
-"""The pretraining engine: `pretrain(config)` and `cxrfast pretrain`."""
+"""The workflow layer's training: one loop (`TrainingLoop`) for every run, and its clients —
+`pretrain(config)` and `cxrfast pretrain` now, fine-tuning next."""
 
-from cxrfast.train.config import PretrainConfig, load_config
-from cxrfast.train.engine import RunResult, Trainer, pretrain
+from cxrfast.train.config import PretrainConfig, TrainConfig, load_config
+from cxrfast.train.loop import TrainingLoop
+from cxrfast.train.pretrain import Pretraining, RunResult, pretrain
 
-__all__ = ["PretrainConfig", "RunResult", "Trainer", "load_config", "pretrain"]
+__all__ = ["PretrainConfig", "Pretraining", "RunResult", "TrainConfig", "TrainingLoop", "load_config", "pretrain"]

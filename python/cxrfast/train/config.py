@@ -1,5 +1,6 @@
-"""A pretraining run's configuration: plain data, from a TOML or YAML file plus `key=value`
-overrides, checked before any work starts and saved into the run directory.
+"""Run configurations: plain data, from a TOML or YAML file plus `key=value` overrides, checked
+before any work starts and saved into the run directory. `TrainConfig` holds what the training
+loop needs; `PretrainConfig` adds what a pretraining run needs.
 
     method = "spark"            # spark | simclr | moco
     data = "cache"              # a prepared cache, a folder of images or a manifest CSV
@@ -19,20 +20,19 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cxrfast.atomic import write_text_atomically
 from cxrfast.errors import ConfigError
 
 OPTIMIZERS = ("adamw", "lamb", "lars")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
+LOADERS = ("torch", "dali")
 
 
 @dataclass
-class PretrainConfig:
-    method: str = "spark"
-    data: str = ""
-    backbone: str = "resnet50"
-    out: str = "runs/pretrain"
-    init_checkpoint: str | None = None  # a supervised state dict to start from
-    image_size: int = 224
+class TrainConfig:
+    """What the training loop itself needs, for any run (pretraining now, fine-tuning next)."""
+
+    out: str = "runs/run"
     epochs: int = 100
     batch_size: int = 64  # per process
     accumulate: int = 1  # batches per optimiser step
@@ -42,7 +42,6 @@ class PretrainConfig:
     warmup_epochs: float = 10.0
     weight_decay: float = 0.04
     weight_decay_end: float = 0.2  # cosine from weight_decay (SparK: 0.04 -> 0.2)
-    momentum_end: float | None = None  # MoCo: the EMA momentum's cosine end (None: constant)
     clip_grad: float | None = None  # max global gradient norm
     precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp16 on a GPU, off on the CPU
     workers: int = 4
@@ -51,21 +50,55 @@ class PretrainConfig:
     checkpoint_every: int = 200  # optimiser steps between checkpoints (and one per epoch)
     keep_checkpoints: int = 3
     log_every: int = 10
-    probe_labels: str | None = None  # a labelled manifest CSV or cache for the linear-probe monitor
-    probe_every: int = 0  # epochs between probes (0: none; with probe_labels, also at the end)
-    probe_findings: list[str] | None = None  # default: every 1/0/−1/blank column
-    method_options: dict[str, Any] = field(default_factory=dict)
-    augment: dict[str, Any] = field(default_factory=dict)  # ViewAugment fields
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def check(self) -> None:
+        """ConfigError for any value the loop cannot work with, before any work starts."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}: one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        for name in ("epochs", "batch_size", "accumulate", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be 0 or more, not {self.workers}")
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    method: str = "spark"  # see cxrfast.methods.METHODS
+    data: str = ""  # a prepared cache, a folder of images or a manifest CSV
+    backbone: str = "resnet50"
+    out: str = "runs/pretrain"
+    init_checkpoint: str | None = None  # a supervised state dict to start from
+    image_size: int = 224
+    loader: str = "torch"  # torch (cxrfast's DataLoader) or dali (the DALI pipeline; GPU decoding on a GPU)
+    probe_labels: str | None = None  # a labelled manifest CSV or cache for the linear-probe monitor
+    probe_every: int = 0  # epochs between probes (0: none; with probe_labels, also at the end)
+    probe_findings: list[str] | None = None  # default: every 1/0/−1/blank column
+    method_options: dict[str, Any] = field(default_factory=dict)  # the method's constructor options
+    augment: dict[str, Any] = field(default_factory=dict)  # ViewAugment fields over the method's defaults
+
+    def check(self) -> None:
+        super().check()
+        if self.image_size < 1:
+            raise ConfigError(f"image_size must be at least 1, not {self.image_size}")
+        if self.loader not in LOADERS:
+            raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, not {self.loader!r}")
+        if not self.data:
+            raise ConfigError("data: give a prepared cache, a folder of images or a manifest CSV")
+        if not Path(self.data).exists():
+            raise ConfigError(f"data: {self.data} does not exist")
+
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
-                **values) -> PretrainConfig:
-    """The defaults, then the file (`.toml`, `.yaml`/`.yml`), then `key=value` overrides (values in
-    TOML syntax, bare words as strings; `method_options.mask_ratio=0.75` sets a nested key), then
-    keyword `values`."""
+                kind: type[TrainConfig] = PretrainConfig, **values) -> TrainConfig:
+    """A `kind` config: its defaults, then the file (`.toml`, `.yaml`/`.yml`), then `key=value`
+    overrides (values in TOML syntax, bare words as strings; `method_options.mask_ratio=0.75`
+    sets a nested key), then keyword `values`."""
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_file(Path(path))
@@ -75,14 +108,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
             raise ConfigError(f"override {item!r}: expected key=value")
         _set(data, key.strip(), _parse_value(text.strip()))
     data.update(values)
-    known = {f.name for f in fields(PretrainConfig)}
+    known = {f.name for f in fields(kind)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
-    for name in ("method_options", "augment"):
-        if not isinstance(data.get(name, {}), dict):
-            raise ConfigError(f"{name} must be a table of options, not {data[name]!r}")
-    return PretrainConfig(**data)
+    for f in fields(kind):
+        if f.type.startswith("dict") and not isinstance(data.get(f.name, {}), dict):
+            raise ConfigError(f"{f.name} must be a table of options, not {data[f.name]!r}")
+    return kind(**data)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -123,10 +156,8 @@ def _set(data: dict[str, Any], key: str, value: Any) -> None:
     data[last] = value
 
 
-def save_config(config: PretrainConfig, path: Path) -> None:
+def save_config(config: TrainConfig, path: Path) -> None:
     """As YAML (pyyaml's writer), which `load_config` reads back. Written atomically."""
     import yaml
 
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomically(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

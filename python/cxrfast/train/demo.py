@@ -21,7 +21,7 @@ from cxrfast.eval.linear_probe import ProbeSet, linear_probe
 from cxrfast.models import create_backbone
 from cxrfast.train.checkpoint import latest_checkpoint
 from cxrfast.train.config import load_config
-from cxrfast.train.engine import pretrain
+from cxrfast.train.pretrain import pretrain
 
 
 def run_demo(out: str | Path, *, images: int = 2000, size: int = 128, epochs: int = 6, backbone: str = "resnet18",

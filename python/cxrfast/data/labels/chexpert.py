@@ -14,12 +14,10 @@ import re
 import numpy as np
 
 from cxrfast.data.labels.csv_rows import check_new, parse_label, read_rows
+from cxrfast.data.labels.findings import CHEXPERT_FINDINGS as FINDINGS
 from cxrfast.data.labels.table import LabelTable
 from cxrfast.errors import DataError
 
-FINDINGS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-            "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
-            "Fracture", "Support Devices")
 _PATH = re.compile(r"(?:^|/)(train|valid|test)/(patient\d+)/(study\d+)/[^/]+$")
 _SPLITS = {"train": "train", "valid": "validate", "test": "test"}
 

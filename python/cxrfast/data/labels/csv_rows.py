@@ -26,9 +26,11 @@ def _text_lines(f, path) -> Iterator[str]:
             raise DataError(f"{path}: line {number}: not UTF-8 text ({e.reason})") from None
 
 
-def read_rows(path: str | os.PathLike, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+def read_rows(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()
+              ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, {column: stripped text}) for each data row of `path`, holding the `required`
-    columns; blank lines are not rows."""
+    columns and those of `optional` that the header has, in the header's order; blank lines are
+    not rows."""
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -43,7 +45,8 @@ def read_rows(path: str | os.PathLike, required: Sequence[str]) -> Iterator[tupl
             if missing:
                 raise DataError(f"{path}: line 1: missing column(s) {', '.join(map(repr, missing))}; the header has "
                                 f"{', '.join(map(repr, header)) or 'nothing'}")
-            where = [(name, header.index(name)) for name in required]
+            wanted = set(required) | set(optional)
+            where = [(name, i) for i, name in enumerate(header) if name in wanted and header.index(name) == i]
             for row in reader:
                 if not row:
                     continue

@@ -2,8 +2,10 @@
 
 mimic-cxr-2.0.0-chexpert.csv (or -negbio.csv) labels studies; mimic-cxr-2.0.0-metadata.csv
 lists the images with their view; mimic-cxr-2.0.0-split.csv gives each image's official split.
-Each image takes its study's labels. Some studies have images but no label row: their images
-are kept with every label NaN. Label rows of studies without images are listed as skipped.
+Each image takes its study's labels, in CheXpert's column order (the labeller and the names are
+CheXpert's), so MIMIC and CheXpert tables concatenate. Some studies have images but no label
+row: their images are kept with every label NaN. Label rows of studies without images are listed
+as skipped.
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ import os
 import numpy as np
 
 from cxrfast.data.labels.csv_rows import check_new, parse_label, read_rows
+from cxrfast.data.labels.findings import CHEXPERT_FINDINGS as FINDINGS
 from cxrfast.data.labels.table import LabelTable, SkippedRow, warn_skipped
 from cxrfast.errors import DataError
 
-FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-            "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-            "Pneumothorax", "Support Devices")
 SPLITS = ("train", "validate", "test")
 
 

@@ -6,7 +6,8 @@ nothing is uncertain or missing. The header splits "OriginalImage[Width,Height]"
 at its comma, and the 2017 file ends every line with a comma; only named columns are read, so both
 files read alike. With the lists, the split is "train" for train_val_list.txt (the official
 training pool, validation included) and "test" for test_list.txt; images named in neither are
-listed as skipped, and so are list entries with no row in the CSV.
+listed as skipped, and so are list entries with no row in the CSV. Findings are named by the
+vocabulary (`cxrfast.data.labels.findings`): NIH's "Effusion" is "Pleural Effusion" in the table.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from cxrfast.data.labels.csv_rows import check_new, read_rows
+from cxrfast.data.labels.findings import NIH_SPELLINGS
 from cxrfast.data.labels.table import LabelTable, SkippedRow, warn_skipped
 from cxrfast.errors import DataError
 
-FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
-            "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
+# As Finding Labels spells them, in the order of NIH's papers; FINDINGS are the table's names.
+NIH_NAMES = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
+             "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
+FINDINGS = tuple(NIH_SPELLINGS.get(name, name) for name in NIH_NAMES)
 NO_FINDING = "No Finding"
 
 
@@ -44,13 +48,13 @@ def _read_list(path: str | os.PathLike, name: str, lines: dict[str, tuple[str, s
 
 def _parse_findings(text: str, path, line: int) -> list[float]:
     if text == NO_FINDING:
-        return [0.0] * len(FINDINGS)
+        return [0.0] * len(NIH_NAMES)
     names = text.split("|")
-    unknown = [name for name in names if name not in FINDINGS]
+    unknown = [name for name in names if name not in NIH_NAMES]
     if unknown:
         raise DataError(f"{path}: line {line}: Finding Labels {text!r} names {', '.join(map(repr, unknown))}; known: "
-                        f"{NO_FINDING!r} alone or {', '.join(FINDINGS)}")
-    return [float(name in names) for name in FINDINGS]
+                        f"{NO_FINDING!r} alone or {', '.join(NIH_NAMES)}")
+    return [float(name in names) for name in NIH_NAMES]
 
 
 def read_nih(data_entry: str | os.PathLike, train_val_list: str | os.PathLike | None = None,

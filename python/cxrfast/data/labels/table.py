@@ -18,6 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrfast.atomic import atomic_path
+from cxrfast.data.labels.csv_rows import check_new, parse_label, read_rows
+from cxrfast.data.labels.findings import FINDINGS
+from cxrfast.errors import DataError
+
 POLICIES = ("ignore", "zeros", "ones")
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels, from the top-left corner
@@ -111,15 +116,44 @@ class LabelTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         base = Path(os.path.relpath(root, path.parent)) if root is not None else Path()
-        temporary = path.with_name(path.name + ".tmp")
-        with open(temporary, "w", newline="", encoding="utf-8") as f:
+        with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["path", "patient_id", "view_position", *self.findings])
             for k, image in enumerate(self.paths):
                 labels = ["" if np.isnan(v) else str(int(v)) for v in self.values[k]]
                 writer.writerow([(base / image).as_posix(), self.patients[k], self.views[k] or "", *labels])
-        os.replace(temporary, path)
         return path
+
+    @classmethod
+    def read_manifest(cls, path: str | os.PathLike, findings: Sequence[str] | None = None, *,
+                      path_column: str = "path") -> LabelTable:
+        """The table of a manifest CSV: `write_manifest`'s, one written by hand, or a prepared
+        cache's manifest.csv (whose images are named in its "name" column: `path_column="name"`).
+        Each row has its image in `path_column` (kept as written), optionally `patient_id` (else
+        the image is its own patient) and `view_position`, and the columns `findings` holding
+        1, 0, -1 or blank; by default every column named in the findings vocabulary."""
+        chosen = None if findings is None else tuple(findings)
+        optional = ("patient_id", "view_position", *(FINDINGS if chosen is None else ()))
+        paths, patients, views, values = [], [], [], []
+        seen: dict[str, int] = {}
+        for line, row in read_rows(path, (path_column, *(chosen or ())), optional):
+            if chosen is None:
+                chosen = tuple(name for name in row if name in FINDINGS)
+            if not chosen:
+                raise DataError(f"{path}: no finding columns: none is named as in the findings vocabulary "
+                                f"({', '.join(FINDINGS)}); name the columns to read")
+            image = row[path_column]
+            if not image:
+                raise DataError(f"{path}: line {line}: {path_column} is blank")
+            check_new(seen, image, path, line, path_column)
+            paths.append(image)
+            patients.append(row.get("patient_id") or image)
+            views.append(row.get("view_position", "").upper() or None)
+            values.append([parse_label(row[name], path, line, name) for name in chosen])
+        if not paths:
+            raise DataError(f"{path}: lists no images")
+        return cls(paths=paths, patients=patients, views=views, findings=chosen,
+                   values=np.array(values, np.float32).reshape(-1, len(chosen)))
 
     @classmethod
     def concat(cls, tables: Sequence[LabelTable]) -> LabelTable:

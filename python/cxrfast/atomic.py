@@ -1,0 +1,32 @@
+"""Files that must survive a kill: written beside their destination and renamed into place, so a
+reader or a resumed run finds the old file or the whole new one, never half of either."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path` for the caller (or a library: torch.save,
+    safetensors) to write; on success it is flushed to disk and renamed to `path`, on an
+    exception removed. The temporary name starts with a dot and ends in `.tmp`, so globs for the
+    real files never match it."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        yield temporary
+        with open(temporary, "rb+") as f:  # what the writer left in the page cache reaches the disk
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
