@@ -11,7 +11,7 @@ TORCH_GPU := "torch>=2.13,!=2.13.0+cpu"
 TORCH_CPU := torch==2.13.0 torchvision==0.28.0
 TORCH := $(if $(HAS_GPU),$(TORCH_GPU),$(TORCH_CPU))
 
-.PHONY: setup build test demo bench fuzz clean
+.PHONY: setup build test demo bench fuzz gpu-check clean
 
 setup: $(VENV)/.deps build
 
@@ -43,6 +43,14 @@ bench: setup
 # The main job on generated data: phantoms (DICOM) -> cache -> SparK pretraining -> linear probe.
 demo: setup
 	$(PY) -m cxrfast.cli demo build/demo
+
+# On a machine with an NVIDIA GPU: build with CUDA, run the tests marked gpu and the GPU benchmarks
+# (benchmarks/gpu_check.py), report in build/gpu-check.md; fails at once where there is no GPU.
+gpu-check:
+	@nvidia-smi -L >/dev/null 2>&1 || { echo "make gpu-check needs an NVIDIA GPU: nvidia-smi finds none here." \
+		"It builds cxrfast with CUDA and runs the GPU tests and benchmarks; run it on a GPU machine." >&2; exit 1; }
+	CXRFAST_CUDA=ON $(MAKE) --no-print-directory setup
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf build $(VENV)
