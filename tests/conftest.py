@@ -1,4 +1,5 @@
-"""Settings every test module needs before anything it imports is loaded, and the `gpu` marker."""
+"""Settings every test module needs before anything it imports is loaded, the `gpu` marker and
+the shared fixtures (tests/helpers/fixtures.py)."""
 
 import os
 
@@ -10,6 +11,8 @@ if not torch.cuda.is_available():
     # import it: set here, before collection, so that without a GPU the Triton kernels' tests run
     # in the interpreter whichever module happens to import Triton first.
     os.environ["TRITON_INTERPRET"] = "1"
+
+pytest_plugins = ["helpers.fixtures"]  # loaded after the lines above
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,8 +12,6 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import torch
-
 from gpu.measure import Row, run_case, time_steps
 
 SECTION = "loader"

@@ -17,29 +17,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrfast.cli import main
-from cxrfast.data.phantom_archive import write_phantom_archive
-from cxrfast.errors import ConfigError, DataError
-from cxrfast.models import import_timm
 from cxrfast.data.augment import Crops, ViewAugment
 from cxrfast.data.datasets import SSLViews
 from cxrfast.data.loader import EpochLoader
+from cxrfast.errors import ConfigError, DataError
 from cxrfast.eval.linear_probe import ProbeSet, linear_probe
 from cxrfast.methods import Objective
-from cxrfast.models import create_backbone
+from cxrfast.models import create_backbone, import_timm
+from cxrfast.schedules import warmup_cosine
 from cxrfast.train import TrainConfig, TrainingLoop, load_config, pretrain
 from cxrfast.train.checkpoint import checkpoints
-from cxrfast.schedules import warmup_cosine
 
 TINY = {"spark": ["method_options.decoder_width=32"],
         "moco": ["method_options.queue_size=16", "method_options.hidden_dim=32", "method_options.projection_dim=8",
                  "method_options.momentum_end=1.0", "augment.rotation=0.0", "optimizer=lars", "clip_grad=1.0"]}
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    out = tmp_path_factory.mktemp("phantoms")
-    write_phantom_archive(out, 20, rows=64, progress=False)
-    return out
 
 
 def _arguments(method: str, data: Path, out: Path) -> list[str]:

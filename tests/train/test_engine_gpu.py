@@ -11,17 +11,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.train import load_config, pretrain
 
 pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    out = tmp_path_factory.mktemp("phantoms")
-    write_phantom_archive(out, 20, rows=64, progress=False)
-    return out
 
 
 @pytest.fixture

@@ -1,0 +1,16 @@
+"""Fixtures several test files share, registered for every test by tests/conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxrfast.data.phantom_archive import write_phantom_archive
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory):
+    """A folder of 20 labelled 64² phantom radiographs (DICOM, one per patient) and labels.csv:
+    five batches of 4 for the short training runs. Read only: tests write elsewhere."""
+    out = tmp_path_factory.mktemp("phantoms")
+    write_phantom_archive(out, 20, rows=64, progress=False)
+    return out
