@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cxrfast.data.augment import Crops, ViewAugment
+from cxrfast.data.augment import Crops, ViewAugment, resize_center
 from cxrfast.data.batch import Batch
-from cxrfast.data.datasets import ImageFiles, SSLViews
+from cxrfast.data.datasets import ImageFiles, LabelledViews, SSLViews, view_generator
 from cxrfast.data.prepare import prepare_cache
 from cxrfast.data.prepared_cache import PreparedCache
 from cxrfast.data.sources import load_image
@@ -93,3 +93,46 @@ def test_batch_collate_and_move():
         Batch.collate([items[0], Batch([torch.zeros(1, 2, 2)])])
     with pytest.raises(ValueError, match="non-empty list of views"):
         Batch((torch.zeros(1, 2, 2),))
+
+
+def _labels(count=6):
+    g = np.random.default_rng(1)
+    targets = (g.random((count, 3)) < 0.5).astype(np.float32)
+    known = g.random((count, 3)) < 0.8
+    return targets, known
+
+
+def test_labelled_views_carry_their_rows_labels(tmp_path):
+    images = ImageFiles(_folder(tmp_path))
+    targets, known = _labels()
+    rows = [4, 1, 5]
+    views = LabelledViews(images, targets, known, rows, size=(24, 20))
+    batch = next(iter(DataLoader(views, batch_size=3, num_workers=2, collate_fn=Batch.collate)))
+    torch.testing.assert_close(batch.targets, torch.from_numpy(targets[rows]))
+    assert torch.equal(batch.known, torch.from_numpy(known[rows]))
+    assert batch.index.tolist() == rows
+    # Without an augmentation: the evaluation's centred view.
+    for k, row in enumerate(rows):
+        torch.testing.assert_close(batch.views[0][k], resize_center(images[row][None], (24, 20))[0])
+
+
+def test_labelled_views_augment_by_seed_epoch_and_image(tmp_path):
+    images = ImageFiles(_folder(tmp_path))
+    targets, known = _labels()
+    augment = ViewAugment(size=16, rotation=7.0, hflip=0.5)
+    whole = LabelledViews(images, targets, known, range(6), augment=augment, seed=2)
+    subset = LabelledViews(images, targets, known, [3], augment=augment, seed=2)
+    expected = augment(images[3][None], view_generator(2, 0, 3))[0]
+    torch.testing.assert_close(whole[3].views[0], expected)
+    torch.testing.assert_close(subset[0].views[0], expected)  # the same image, the same view
+    whole.set_epoch(1)
+    assert not torch.equal(whole[3].views[0], expected)
+
+
+def test_labelled_views_check_their_arrays(tmp_path):
+    images = ImageFiles(_folder(tmp_path))
+    targets, known = _labels()
+    with pytest.raises(ValueError, match=r"must both be \(images, findings\) for the 6 images"):
+        LabelledViews(images, targets[:5], known[:5], [0])
+    with pytest.raises(ValueError, match="rows must index the 6 images, not 0..6"):
+        LabelledViews(images, targets, known, [0, 6])

@@ -1,5 +1,5 @@
 """Datasets a torch DataLoader can batch: images read from their files or from the prepared
-cache, and SSL views of them.
+cache, SSL views of them, and labelled views for fine-tuning.
 
 Views are drawn in the loader's workers, one image at a time (images differ in size until they
 are cropped), each from a generator seeded by (seed, epoch, index): the same epoch gives the same
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cxrfast.data.augment import Crops, draw_crops
+from cxrfast.data.augment import Crops, ViewAugment, draw_crops, resize_center
 from cxrfast.data.batch import Batch
 from cxrfast.data.sources import Source, find_sources, load_image
 
@@ -53,7 +53,50 @@ class SSLViews(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> Batch:
-        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, np.uint64)[0]
-        generator = torch.Generator().manual_seed(int(state) >> 1)
         image = self.images[index][None]
-        return Batch([view[0] for view in draw_crops(image, self.crops, generator)], index=torch.tensor(index))
+        views = draw_crops(image, self.crops, view_generator(self.seed, self.epoch, index))
+        return Batch([view[0] for view in views], index=torch.tensor(index))
+
+
+class LabelledViews(Dataset):
+    """Image `rows[k]` of `images` with its labels, for fine-tuning: item k is a `Batch` (no batch
+    dimension) of one view, `targets` (F,) float32 and `known` (F,) bool, row k of the arrays
+    `LabelTable.targets` gives (unknown labels are not counted in the loss), and `index` the
+    image's row. With `augment`, the view is drawn from (seed, epoch, row), so an image gets the
+    same view in a label-fraction subset as in the whole set; without, it is the centred view at
+    `size`, as the evaluation sees it. Call `set_epoch` at each epoch."""
+
+    def __init__(self, images: Dataset, targets: np.ndarray, known: np.ndarray, rows: Sequence[int] | np.ndarray,
+                 *, augment: ViewAugment | None = None, size: int | tuple[int, int] = 224, seed: int = 0):
+        rows = np.asarray(rows, dtype=np.int64)
+        if targets.shape != known.shape or targets.ndim != 2 or len(targets) != len(images):
+            raise ValueError(f"targets {targets.shape} and known {known.shape} must both be (images, findings) "
+                             f"for the {len(images)} images")
+        if rows.size and not 0 <= rows.min() <= rows.max() < len(images):
+            raise ValueError(f"rows must index the {len(images)} images, not {rows.min()}..{rows.max()}")
+        self.images, self.rows, self.augment, self.seed = images, rows, augment, seed
+        self.size = augment.size if augment is not None else size
+        self.targets = torch.from_numpy(np.asarray(targets, np.float32))
+        self.known = torch.from_numpy(np.asarray(known, bool))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Batch:
+        row = int(self.rows[index])
+        image = self.images[row][None]
+        if self.augment is None:
+            view = resize_center(image, self.size)
+        else:
+            view = self.augment(image, view_generator(self.seed, self.epoch, row))
+        return Batch([view[0]], targets=self.targets[row], known=self.known[row], index=torch.tensor(row))
+
+
+def view_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of item `index`'s views in `epoch`: the same whichever worker draws them."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) >> 1)

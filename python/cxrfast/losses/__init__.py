@@ -1,12 +1,14 @@
-"""Contrastive losses whose memory grows with N·D, never N² (`cxrfast.ops.similarity`).
+"""Contrastive losses whose memory grows with N·D, never N² (`cxrfast.ops.similarity`), and the
+fine-tuning loss of multi-label findings.
 
 `cxrfast.losses.reference` holds the naive forms they are tested and benchmarked against."""
 
 from cxrfast.losses.clip import ClipLoss, clip_loss
 from cxrfast.losses.dino import DINOLoss
+from cxrfast.losses.findings import findings_bce, positive_weights
 from cxrfast.losses.moco import MoCoLoss
 from cxrfast.losses.ntxent import NTXentLoss, nt_xent, nt_xent_multi_positive
 from cxrfast.losses.siglip import SigLipLoss, siglip_loss
 
-__all__ = ["ClipLoss", "DINOLoss", "MoCoLoss", "NTXentLoss", "SigLipLoss", "clip_loss", "nt_xent",
-           "nt_xent_multi_positive", "siglip_loss"]
+__all__ = ["ClipLoss", "DINOLoss", "MoCoLoss", "NTXentLoss", "SigLipLoss", "clip_loss", "findings_bce",
+           "nt_xent", "nt_xent_multi_positive", "positive_weights", "siglip_loss"]

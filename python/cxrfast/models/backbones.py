@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cxrfast.atomic import atomic_path
 from cxrfast.errors import ConfigError
 from cxrfast.models.timm_import import import_timm
 
@@ -103,9 +104,7 @@ def export_encoder(model: nn.Module, path: str | os.PathLike) -> Path:
     `pretrained_cfg_overlay=dict(file=path)`, as a fine-tuning start). Written atomically."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(state, temporary, metadata={"format": "pt", "producer": "cxrfast"})
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path) as temporary:
+        save_file(state, temporary, metadata={"format": "pt", "producer": "cxrfast"})
+    return Path(path)
