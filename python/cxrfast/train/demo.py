@@ -8,6 +8,7 @@ on the same labelled images and split. Every stage resumes: run it again to cont
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,7 @@ def run_demo(out: str | Path, *, images: int = 2000, size: int = 128, epochs: in
     table.add_row("throughput", f"{rate:.1f} images/s")
     for finding in probe.findings:
         table.add_row(f"AUROC {finding}: random → pretrained",
-                      f"{random_init.auroc.get(finding, float('nan')):.3f} → "
-                      f"{pretrained.auroc.get(finding, float('nan')):.3f}")
+                      f"{_auroc(random_init.auroc[finding])} → {_auroc(pretrained.auroc[finding])}")
     table.add_row("mean AUROC: random → pretrained", f"{random_init.mean:.3f} → {pretrained.mean:.3f}")
     console.print(table)
     return {"epoch_loss": epoch_loss, "images_per_s": rate, "random": random_init, "pretrained": pretrained}
@@ -76,3 +76,9 @@ def _epoch_summary(metrics: Path) -> tuple[list[float], float]:
     losses = [float(np.mean([float(r["loss"]) for r in rows if int(r["epoch"]) == e])) for e in epochs]
     rates = [float(r["images_per_s"]) for r in rows if int(r["epoch"]) == epochs[-1]]
     return losses, rates[-1]
+
+
+def _auroc(value: float) -> str:
+    """A finding without both classes among the probe's images has no AUROC (NaN)."""
+    return "undefined" if math.isnan(value) else f"{value:.3f}"
+
