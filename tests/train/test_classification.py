@@ -37,7 +37,7 @@ def _batch(classes=3, seed=0, one_hot=False):
 
 def test_exported_weights_load_into_timms_classifier(tmp_path):
     torch.manual_seed(0)
-    task = Classification(create_backbone("resnet18"), FINDINGS)
+    task = Classification.for_backbone(create_backbone("resnet18"), FINDINGS)
     path = tmp_path / "classifier.pt"
     torch.save(task.model.state_dict(), path)
     timm = import_timm()
@@ -49,7 +49,7 @@ def test_exported_weights_load_into_timms_classifier(tmp_path):
 def test_multi_label_loss_is_the_findings_bce_of_the_logits():
     torch.manual_seed(0)
     weights = torch.tensor([2.0, 1.0, 0.5])
-    task = Classification(create_backbone("resnet18"), FINDINGS, pos_weight=weights).eval()
+    task = Classification.for_backbone(create_backbone("resnet18"), FINDINGS, pos_weight=weights).eval()
     batch = _batch()
     expected = findings_bce(task.logits(batch.views[0]), batch.targets, batch.known, weights)
     torch.testing.assert_close(task.training_step(batch), expected)
@@ -58,7 +58,8 @@ def test_multi_label_loss_is_the_findings_bce_of_the_logits():
 
 def test_single_label_loss_is_cross_entropy_on_the_class():
     torch.manual_seed(0)
-    task = Classification(create_backbone("resnet18"), ("normal", "pneumonia", "COVID-19"), multi_label=False).eval()
+    task = Classification.for_backbone(create_backbone("resnet18"), ("normal", "pneumonia", "COVID-19"),
+                                       multi_label=False).eval()
     batch = _batch(one_hot=True)
     logits = task.logits(batch.views[0])
     expected = -torch.log_softmax(logits, 1)[torch.arange(4), batch.targets.argmax(1)].mean()
@@ -68,13 +69,14 @@ def test_single_label_loss_is_cross_entropy_on_the_class():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="at least one finding"):
-        Classification(create_backbone("resnet18"), ())
+        Classification.for_backbone(create_backbone("resnet18"), ())
     with pytest.raises(ValueError, match="two classes or more"):
-        Classification(create_backbone("resnet18"), ("normal",), multi_label=False)
+        Classification.for_backbone(create_backbone("resnet18"), ("normal",), multi_label=False)
     with pytest.raises(ValueError, match=r"pos_weight must be \(3,\)"):
-        Classification(create_backbone("resnet18"), FINDINGS, pos_weight=torch.ones(2))
+        Classification.for_backbone(create_backbone("resnet18"), FINDINGS, pos_weight=torch.ones(2))
     with pytest.raises(ValueError, match="needs targets and known"):
-        Classification(create_backbone("resnet18"), FINDINGS).training_step(Batch([torch.rand(2, 1, 32, 32)]))
+        task = Classification.for_backbone(create_backbone("resnet18"), FINDINGS)
+        task.training_step(Batch([torch.rand(2, 1, 32, 32)]))
 
 
 def test_the_training_loop_trains_it_on_labelled_views(tmp_path, phantoms):
@@ -91,7 +93,7 @@ def test_the_training_loop_trains_it_on_labelled_views(tmp_path, phantoms):
     loader = EpochLoader(views, config.batch_size, workers=0, seed=config.seed)
     torch.manual_seed(0)
     weights = positive_weights(torch.from_numpy(targets), torch.from_numpy(known), table.findings)
-    task = Classification(create_backbone("resnet18"), table.findings, pos_weight=weights)
+    task = Classification.for_backbone(create_backbone("resnet18"), table.findings, pos_weight=weights)
     first_batch = next(iter(EpochLoader(views, config.batch_size, workers=0, seed=config.seed)))
     expected_first = copy.deepcopy(task).train().training_step(first_batch).item()
     result = TrainingLoop(config, task, loader, run=Path(config.out), device=torch.device("cpu"),

@@ -1,11 +1,12 @@
 """Fine-tuning a classifier: the objective the training loop trains for `--task classification`.
 
-The model is the timm backbone itself with its own classifier reset to the findings
-(`reset_classifier`), so the state dict it exports is timm's layout and loads with
-`timm.create_model(name, in_chans=1, num_classes=F, checkpoint_path=...)`. Multi-label findings
-train with `findings_bce` (U-Ignore through the batch's `known`, vit-med's `pos_weight` if
-given); single-label tasks (one class per image: COVID / pneumonia / normal) with softmax
-cross-entropy on the one-hot targets' class.
+`Classification.for_backbone` trains the timm backbone itself with its own classifier reset to
+the findings (`reset_classifier`), so the state dict it exports is timm's layout and loads with
+`timm.create_model(name, in_chans=1, num_classes=F, checkpoint_path=...)`. In linear mode the
+model is that classifier alone, trained on features computed once (`linear_features`).
+Multi-label findings train with `findings_bce` (U-Ignore through the batch's `known`, vit-med's
+`pos_weight` if given); single-label tasks (one class per image: COVID / pneumonia / normal)
+with softmax cross-entropy on the one-hot targets' class.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from cxrfast.methods import Objective
 
 
 class Classification(Objective):
-    def __init__(self, backbone: nn.Module, findings: Sequence[str], *, multi_label: bool = True,
+    """`model` maps a batch's views[0] to (B, F) logits, one per finding (or class)."""
+
+    def __init__(self, model: nn.Module, findings: Sequence[str], *, multi_label: bool = True,
                  pos_weight: Tensor | None = None):
         super().__init__()
         self.findings = tuple(findings)
@@ -33,12 +36,17 @@ class Classification(Objective):
         if pos_weight is not None and (not multi_label or pos_weight.shape != (len(self.findings),)):
             raise ValueError(f"pos_weight must be ({len(self.findings)},) for a multi-label task, not "
                              f"{tuple(pos_weight.shape)}" + ("" if multi_label else " for a single-label one"))
-        backbone.reset_classifier(len(self.findings))
-        self.model, self.multi_label = backbone, multi_label
+        self.model, self.multi_label = model, multi_label
         self.register_buffer("pos_weight", None if pos_weight is None else pos_weight.float())
 
+    @classmethod
+    def for_backbone(cls, backbone: nn.Module, findings: Sequence[str], **options) -> Classification:
+        """The timm backbone, its classifier reset to one output per finding, as the model."""
+        backbone.reset_classifier(len(findings))
+        return cls(backbone, findings, **options)
+
     def logits(self, images: Tensor) -> Tensor:
-        """(B, 1, H, W) -> (B, F): a score per finding (multi-label) or per class."""
+        """(B, 1, H, W) images (or (B, D) features in linear mode) -> (B, F)."""
         return self.model(images)
 
     def probabilities(self, images: Tensor) -> Tensor:
