@@ -81,7 +81,7 @@ def test_a_prepared_cache_gives_the_same_probe_set(phantoms, tmp_path):
     from_cache, from_manifest = ProbeSet.read(cache), ProbeSet.read(phantoms)
     assert from_cache.findings == from_manifest.findings and from_cache.patients == from_manifest.patients
     np.testing.assert_array_equal(from_cache.labels, from_manifest.labels)
-    assert from_cache.images[5]().shape == (1, 32, 32)
+    assert from_cache.images[5].shape == (1, 32, 32)
 
 
 def test_auroc_is_the_mann_whitney_statistic_of_the_feature(phantoms):

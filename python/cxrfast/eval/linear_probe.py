@@ -6,7 +6,7 @@ Labels are a `LabelTable` read from a manifest CSV or a prepared cache's manifes
 the source manifest's columns; uncertain (−1) and blank labels are left out of that finding's
 fit and score. The split is `split_by_patient`'s, and a label fraction below 1 fits on the nested
 subset `label_fraction_subsets` draws from the training part. Features are the backbone's pooled
-output on the centred view (`resize_center`), standardised on the rows fitted; scikit-learn fits
+output on the centred view (`cxrfast.eval.features.encode`), standardised on the rows fitted; scikit-learn fits
 and scores. A finding without both classes among the rows fitted or scored has an undefined
 AUROC: NaN in the result, left out of the mean.
 """
@@ -16,30 +16,27 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from cxrfast.data.augment import resize_center
+from cxrfast.data.datasets import ImageFiles, LabelledViews
 from cxrfast.data.labels import LabelTable, label_fraction_subsets, split_by_patient
 from cxrfast.data.prepared_cache import MANIFEST_FILE, PreparedCache, is_prepared_cache
-from cxrfast.data.sources import load_image
+from cxrfast.data.sources import Source
 from cxrfast.errors import DataError
-
-
-def _read_image(path: Path) -> torch.Tensor:
-    return torch.from_numpy(load_image(path).pixels)[None]
+from cxrfast.eval.features import encode
 
 
 @dataclass(frozen=True)
 class ProbeSet:
-    """Images (each a callable giving float32 (1, H, W) in [0, 1]) and their labels, one table
-    row per image."""
+    """Images (a dataset of float32 (1, H, W) in [0, 1]: the prepared cache or the manifest's
+    files) and their labels, one table row per image."""
 
-    images: list
+    images: Dataset
     table: LabelTable
 
     @classmethod
@@ -52,10 +49,10 @@ class ProbeSet:
             table = LabelTable.read_manifest(root / MANIFEST_FILE, findings, path_column="name")
             if len(table) != len(cache):
                 raise DataError(f"{root / MANIFEST_FILE}: {len(table)} labelled rows for {len(cache)} cached images")
-            return cls([partial(cache.__getitem__, i) for i in range(len(cache))], table)
+            return cls(cache, table)
         if root.is_file() and root.suffix.lower() == ".csv":
             table = LabelTable.read_manifest(root, findings)
-            return cls([partial(_read_image, root.parent / path) for path in table.paths], table)
+            return cls(ImageFiles([Source(root.parent / path, path) for path in table.paths]), table)
         raise DataError(f"{root}: neither a labelled manifest .csv nor a prepared cache")
 
     @property
@@ -87,20 +84,12 @@ class ProbeResult:
     label_fraction: float = 1.0
 
 
-@torch.no_grad()
 def features(backbone: nn.Module, probe: ProbeSet, size: int, batch_size: int = 64,
              device: torch.device | str = "cpu") -> np.ndarray:
-    """Pooled features of every probe image, (N, D) float64, the backbone in eval mode."""
-    was_training = backbone.training
-    backbone.eval()
-    out = []
-    try:
-        for start in range(0, len(probe.images), batch_size):
-            batch = [resize_center(load()[None], size) for load in probe.images[start:start + batch_size]]
-            out.append(backbone(torch.cat(batch).to(device)).float().cpu())
-    finally:
-        backbone.train(was_training)
-    return torch.cat(out).double().numpy()
+    """Pooled features of every probe image's centred view, (N, D) float64 (`encode`'s)."""
+    targets, counted = probe.table.targets("ignore")
+    views = LabelledViews(probe.images, targets, counted, range(len(probe.table)), size=size)
+    return encode(backbone, views, batch_size=batch_size, device=device).double().numpy()
 
 
 def fit_and_score(x: np.ndarray, probe: ProbeSet, seed: int = 0, label_fraction: float = 1.0) -> ProbeResult:

@@ -2,36 +2,19 @@
 only the classifier trained on them, epoch after epoch (solo-learn's linear evaluation runs the
 frozen backbone on every batch of every epoch instead).
 
-The backbone runs in eval mode under inference mode, so nothing about it moves: not its weights,
-not its batch-norm statistics. Features are of the centred view (LabelledViews without an
-augmentation), pooled as the classifier-free timm backbone pools them. The trained classifier
-goes back into the backbone (`into_backbone`), so linear mode exports the same timm layout as
-full fine-tuning.
+The features are `cxrfast.eval.features.encode`'s (centred views, the backbone in eval and
+inference mode: nothing about it moves). The trained classifier goes back into the backbone
+(`into_backbone`), so linear mode exports the same timm layout as full fine-tuning.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from cxrfast.data.batch import Batch, collate
+from cxrfast.data.batch import Batch
 from cxrfast.data.datasets import LabelledViews
-
-
-@torch.inference_mode()
-def encode(backbone: nn.Module, views: LabelledViews, *, batch_size: int = 64, workers: int = 0,
-           device: torch.device | str = "cpu") -> Tensor:
-    """(len(views), D) float32 on the CPU: the pooled features of each item's view, in order."""
-    if views.augment is not None:
-        raise ValueError("linear mode's features are of the centred view: give LabelledViews without an augment")
-    was_training = backbone.training
-    backbone.eval()
-    loader = DataLoader(views, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
-    try:
-        return torch.cat([backbone(batch.views[0].to(device)).float().cpu() for batch in loader])
-    finally:
-        backbone.train(was_training)
 
 
 class FeatureRows(Dataset):

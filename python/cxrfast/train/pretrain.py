@@ -11,6 +11,7 @@ continues from the newest checkpoint exactly.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,7 @@ class Pretraining:
             if new:
                 writer.writerow(["epoch", "step", "mean_auroc", *findings])
             writer.writerow([loop.epoch, loop.step, f"{result.mean:.4f}",
-                             *[f"{result.auroc[k]:.4f}" if k in result.auroc else "" for k in findings]])
+                             *["" if math.isnan(result.auroc[k]) else f"{result.auroc[k]:.4f}" for k in findings]])
         loop.console.print(f"epoch {loop.epoch}: linear probe mean AUROC {result.mean:.3f} "
                            f"({result.train} train / {result.test} test images)")
         return result
