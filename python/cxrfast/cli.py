@@ -48,52 +48,94 @@ def _prepare(args) -> int:
 
 
 # Flags for the keys set most often; any other key goes through --set key=value.
-_PRETRAIN_FLAGS = {"method": str, "data": str, "backbone": str, "out": str, "epochs": int, "batch_size": int,
-                   "image_size": int, "workers": int, "device": str, "loader": str}
+_PRETRAIN_FLAGS = ("method", "data", "backbone", "out", "epochs", "batch_size", "image_size", "workers", "device",
+                   "loader")
+_FINETUNE_FLAGS = ("task", "data", "init", "mode", "backbone", "out", "epochs", "batch_size", "image_size",
+                   "label_fraction", "workers", "device")
 
 
-def _pretrain(args) -> int:
+def _train(args, kind, run) -> int:
+    """Shared by pretrain and finetune: the config from file, flags and --set, then the run."""
     from pathlib import Path
 
-    from cxrfast.train import load_config, pretrain
+    from cxrfast.train import load_config
 
-    flags = {k: getattr(args, k) for k in _PRETRAIN_FLAGS if getattr(args, k) is not None}
+    flags = {k: getattr(args, k) for k in args.flags if getattr(args, k) is not None}
     config_file = args.config
     if config_file is None and args.resume and args.out is not None:
         config_file = Path(args.out) / "config.yaml"  # a run resumes with the config it saved
-    config = load_config(config_file, tuple(args.set), **flags)
-    result = pretrain(config, resume=args.resume, progress=not args.quiet)
+    return run(load_config(config_file, tuple(args.set), kind=kind, **flags), resume=args.resume,
+               progress=not args.quiet)
+
+
+def _pretrain(args) -> int:
+    from cxrfast.train import PretrainConfig, pretrain
+
+    result = _train(args, PretrainConfig, pretrain)
     Console().print(f"{result.steps} steps; encoder: {result.encoder}")
     return 0
 
 
-def _pretrain_parser(commands) -> None:
+def _finetune(args) -> int:
+    import math
+
+    from cxrfast.train import FinetuneConfig, finetune
+
+    result = _train(args, FinetuneConfig, finetune)
+    defined = [v for v in result.test_auroc.values() if not math.isnan(v)]
+    mean = f"{sum(defined) / len(defined):.3f}" if defined else "undefined"
+    Console().print(f"{result.steps} steps, epoch {result.best_epoch} selected; test mean AUROC {mean}; "
+                    f"classifier: {result.classifier}; predictions: {result.predictions}")
+    return 0
+
+
+def _training_parser(commands, name: str, kind, flags: tuple[str, ...], help_text: str, description: str,
+                     help_texts: dict[str, str], choices: dict[str, list[str]], run) -> None:
+    defaults = kind()
+    parser = commands.add_parser(name, help=help_text, description=f"{description} Flags override the config file; "
+                                 f"--set overrides any key. Defaults are {kind.__name__}'s (cxrfast.train.config).")
+    parser.add_argument("--config", help="a .toml or .yaml config; flags and --set override it")
+    types = {f.name: f.type for f in fields(kind)}
+    for key in flags:
+        default = getattr(defaults, key)
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=_flag_type(types[key]), default=None,
+                            choices=choices.get(key), help=f"{help_texts[key]} (default: {default!r})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any config key, e.g. --set lr=1e-4 --set method_options.mask_ratio=0.75")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run, flags=flags)
+
+
+def _flag_type(annotation: str):
+    return {"int": int, "float": float}.get(annotation, str)
+
+
+_COMMON_HELP = {"data": "a prepared cache, a folder of images or a manifest CSV", "out": "the run directory",
+                "epochs": "passes over the data", "batch_size": "per process", "image_size": "pixels",
+                "workers": "loader worker processes", "device": "auto, cpu, cuda or cuda:N"}
+
+
+def _training_parsers(commands) -> None:
     from cxrfast.methods import METHODS
     from cxrfast.models import BACKBONES
-    from cxrfast.train.config import LOADERS, PretrainConfig
+    from cxrfast.train.config import LOADERS, MODES, TASKS, FinetuneConfig, PretrainConfig
 
-    defaults = PretrainConfig()
-    pretrain = commands.add_parser(
-        "pretrain", help=f"self-supervised pretraining ({', '.join(METHODS)}); resumable",
-        description="Self-supervised pretraining. Flags override the config file; --set overrides any key. "
-                    "Defaults are PretrainConfig's (cxrfast.train.config).")
-    pretrain.add_argument("--config", help="a .toml or .yaml config; flags and --set override it")
-    help_texts = {"method": f"one of {', '.join(METHODS)}", "data": "a prepared cache, a folder of images or a manifest CSV",
-                  "backbone": f"one of {', '.join(BACKBONES)} (or any timm model name)",
-                  "out": "the run directory", "epochs": "passes over the data", "batch_size": "per process", "image_size": "pixels",
-                  "workers": "loader worker processes", "device": "auto, cpu, cuda or cuda:N",
-                  "loader": f"one of {', '.join(LOADERS)}"}
-    choices = {"method": list(METHODS), "loader": list(LOADERS)}
-    for key, kind in _PRETRAIN_FLAGS.items():
-        default = getattr(defaults, key)
-        pretrain.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None,
-                              choices=choices.get(key),
-                              help=f"{help_texts[key]} (default: {default!r})")
-    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="any config key, e.g. --set lr=1e-4 --set method_options.mask_ratio=0.75")
-    pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
-    pretrain.set_defaults(run=_pretrain)
+    backbone = f"one of {', '.join(BACKBONES)} (or any timm model name)"
+    _training_parser(commands, "pretrain", PretrainConfig, _PRETRAIN_FLAGS,
+                     f"self-supervised pretraining ({', '.join(METHODS)}); resumable", "Self-supervised pretraining.",
+                     {**_COMMON_HELP, "method": f"one of {', '.join(METHODS)}", "backbone": backbone,
+                      "loader": f"one of {', '.join(LOADERS)}"},
+                     {"method": list(METHODS), "loader": list(LOADERS)}, _pretrain)
+    _training_parser(commands, "finetune", FinetuneConfig, _FINETUNE_FLAGS,
+                     "fine-tune a classifier on labelled images, writing predictions; resumable",
+                     "Fine-tuning on labelled images: model selection on validation, predictions for validation "
+                     "and test.",
+                     {**_COMMON_HELP, "data": "a prepared cache or a labelled manifest CSV", "backbone": backbone,
+                      "task": f"one of {', '.join(TASKS)}", "mode": f"one of {', '.join(MODES)}",
+                      "init": "random, a pretraining run directory, its encoder.safetensors or any state-dict file",
+                      "label_fraction": "share of the training split's labelled images used (nested, by patient)"},
+                     {"task": list(TASKS), "mode": list(MODES)}, _finetune)
 
 
 def _demo(args) -> int:
@@ -136,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--size", type=int, default=512, help="shorter side of the cached images")
     prepare.add_argument("--workers", type=int, default=None, help="reading processes; None: one per core")
     prepare.set_defaults(run=_prepare)
-    _pretrain_parser(commands)
+    _training_parsers(commands)
     demo = command("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
     demo.add_argument("out", nargs="?", default="demo", help="the demo's folder")
     demo.add_argument("--images", type=int, default=2000, help="phantom radiographs")

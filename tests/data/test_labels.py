@@ -180,8 +180,9 @@ def test_manifest_of_a_label_table_reads_back(chexpert, tmp_path):
 def test_manifest_reads_back_into_the_same_table(chexpert, tmp_path):
     table = read_chexpert(chexpert)
     back = LabelTable.read_manifest(table.write_manifest(tmp_path / "chexpert.csv"))
-    assert (back.paths, back.patients, back.views, back.findings) == (table.paths, table.patients, table.views,
-                                                                      table.findings)
+    assert (back.paths, back.patients, back.views, back.findings, back.split) == (
+        table.paths, table.patients, table.views, table.findings, table.split)
+    assert back.split is not None  # CheXpert's official split travels in the manifest
     np.testing.assert_array_equal(back.values, table.values)
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # written in place atomically
 
@@ -203,7 +204,8 @@ def test_manifest_columns_patients_and_errors(tmp_path):
              "path,Edema\na.png,2\n": r"line 2: Edema is '2'; a label must be 1, 0, -1 or blank",
              "path,Edema\na.png,1\na.png,0\n": r"line 3: path 'a.png' already appears on line 2",
              "path,Edema\n,1\n": "line 2: path is blank",
-             "path,Edema\n": "lists no images"}
+             "path,Edema\n": "lists no images",
+             "path,split,Edema\na.png,train,1\nb.png,,0\n": "line 3: split is blank"}
     for text, message in cases.items():
         with pytest.raises(DataError, match=message):
             LabelTable.read_manifest(_write(tmp_path / "bad.csv", text))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 
 from cxrfast.data.phantom_archive import write_phantom_archive
 
@@ -14,3 +17,14 @@ def phantoms(tmp_path_factory):
     out = tmp_path_factory.mktemp("phantoms")
     write_phantom_archive(out, 20, rows=64, progress=False)
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Bitwise equality needs the same float sums in every run: one thread everywhere (with more,
+    a parallel reduction's order may vary from run to run). Yields the environment for a child
+    process with the same setting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {**os.environ, "OMP_NUM_THREADS": "1"}
+    torch.set_num_threads(threads)

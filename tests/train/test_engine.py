@@ -4,7 +4,6 @@ of an uninterrupted run; configs from files and overrides; errors before any wor
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -43,16 +42,6 @@ def _arguments(method: str, data: Path, out: Path) -> list[str]:
 def _metrics(run: Path) -> dict[int, str]:
     with open(run / "metrics.csv", newline="") as f:
         return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
-
-
-@pytest.fixture
-def one_thread():
-    """Bitwise equality needs the same float sums in every run: one thread everywhere (with more,
-    a parallel reduction's order may vary from run to run)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield {**os.environ, "OMP_NUM_THREADS": "1"}
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("method", ["spark", "moco"])
@@ -208,6 +197,22 @@ def test_config_files_and_overrides(tmp_path):
         assert config.method_options == {"queue_size": 128, "temperature": 0.1}
 
 
+def test_config_values_are_checked_against_their_types():
+    from cxrfast.train import FinetuneConfig
+
+    config = load_config(None, ("lr=1", "clip_grad=none", "findings=['Edema']"), kind=FinetuneConfig)
+    assert (config.lr, type(config.lr), config.clip_grad, config.findings) == (1.0, float, None, ["Edema"])
+    assert load_config(None, ("patience=null",), kind=FinetuneConfig).patience is None
+    for override, message in [("epochs=ten", "epochs must be an int, not 'ten'"),
+                              ("epochs=none", "epochs must be an int, not 'none'"),
+                              ("patience=1.5", r"patience must be an int \(or none\), not 1.5"),
+                              ("single_label=1", "single_label must be a bool, not 1"),
+                              ("findings='Edema'", "findings must be a list of names"),
+                              ("augment=3", "augment must be a table of options, not 3")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, (override,), kind=FinetuneConfig)
+
+
 def test_schedule_shape():
     assert warmup_cosine(0, 100, 1.0, 0.0, warmup=10) == pytest.approx(0.1)
     assert warmup_cosine(9, 100, 1.0, 0.0, warmup=10) == pytest.approx(1.0)
@@ -261,6 +266,8 @@ def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
     for command, expected in [("pretrain", ["{spark,simclr,moco}", "{torch,dali}", "(default: 'resnet50')",
                                             "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
+                              ("finetune", ["{linear,full,frozen_then_full}", "{classification}",
+                                            "(default: 'random')", "(default: 1.0)", "(default: 30)"]),
                               ("prepare", ["(default: 512)"]), ("demo", ["(default: 2000)", "(default: 6)"])]:
         with pytest.raises(SystemExit):
             main([command, "--help"])

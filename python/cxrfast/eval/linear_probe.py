@@ -14,50 +14,22 @@ AUROC: NaN in the result, left out of the mean.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from cxrfast.data.datasets import ImageFiles, LabelledViews
-from cxrfast.data.labels import LabelTable, label_fraction_subsets, split_by_patient
-from cxrfast.data.prepared_cache import MANIFEST_FILE, PreparedCache, is_prepared_cache
-from cxrfast.data.sources import Source
+from cxrfast.data.datasets import LabelledViews
+from cxrfast.data.labelled_images import LabelledImages
+from cxrfast.data.labels import label_fraction_subsets, split_by_patient
 from cxrfast.errors import DataError
 from cxrfast.eval.features import encode
 
 
 @dataclass(frozen=True)
-class ProbeSet:
-    """Images (a dataset of float32 (1, H, W) in [0, 1]: the prepared cache or the manifest's
-    files) and their labels, one table row per image."""
-
-    images: Dataset
-    table: LabelTable
-
-    @classmethod
-    def read(cls, source: str | os.PathLike, findings: list[str] | None = None) -> ProbeSet:
-        """The images and labels of a manifest CSV (paths relative to its folder) or a prepared
-        cache; `findings` as `LabelTable.read_manifest` takes them."""
-        root = Path(source)
-        if is_prepared_cache(root):
-            cache = PreparedCache(root)
-            table = LabelTable.read_manifest(root / MANIFEST_FILE, findings, path_column="name")
-            if len(table) != len(cache):
-                raise DataError(f"{root / MANIFEST_FILE}: {len(table)} labelled rows for {len(cache)} cached images")
-            return cls(cache, table)
-        if root.is_file() and root.suffix.lower() == ".csv":
-            table = LabelTable.read_manifest(root, findings)
-            return cls(ImageFiles([Source(root.parent / path, path) for path in table.paths]), table)
-        raise DataError(f"{root}: neither a labelled manifest .csv nor a prepared cache")
-
-    @property
-    def findings(self) -> list[str]:
-        return list(self.table.findings)
+class ProbeSet(LabelledImages):
+    """The probe's labelled images (`LabelledImages.read` reads them), its labels and its split."""
 
     @property
     def labels(self) -> np.ndarray:

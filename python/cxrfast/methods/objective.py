@@ -32,6 +32,12 @@ class Objective(nn.Module):
         """Called once per optimiser step, after its last backward (and gradient clipping),
         before the optimiser steps: e.g. a layer whose gradients are dropped for a while."""
 
+    def parameter_groups(self) -> list[dict]:
+        """What the optimiser trains, in groups: {"params": [...], "lr_factor": f} (f times the
+        scheduled learning rate; 1 if absent). By default one group of every parameter that
+        requires a gradient (a momentum encoder does not)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def generators(self) -> dict[str, torch.Generator]:
         """The random generators of its own (masks, crops) that a checkpoint must save and the
         loop seeds per rank."""

@@ -14,6 +14,7 @@ is dropped: the encoder ends at pooled features.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -43,10 +44,18 @@ def timm_name(name: str) -> str:
                       "(or any timm model name)")
 
 
-def create_backbone(name: str, *, checkpoint: str | os.PathLike | None = None, **kwargs) -> nn.Module:
+def create_backbone(name: str, *, checkpoint: str | os.PathLike | None = None, image_size: int | None = None,
+                    **kwargs) -> nn.Module:
     """A timm backbone with a 1-channel stem and no classifier (`num_classes=0`), optionally
-    initialised from a supervised checkpoint on disk (nothing is downloaded)."""
-    model = import_timm().create_model(timm_name(name), in_chans=1, num_classes=0, pretrained=False, **kwargs)
+    initialised from a supervised checkpoint on disk (nothing is downloaded). A transformer
+    whose patch embedding has a fixed input size is built for `image_size` (CNNs take any)."""
+    create = functools.partial(import_timm().create_model, timm_name(name), in_chans=1, num_classes=0,
+                               pretrained=False, **kwargs)
+    model = create()
+    fixed = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if image_size is not None and fixed is not None and tuple(fixed) != (image_size, image_size) \
+            and not getattr(model.patch_embed, "dynamic_img_size", False):
+        model = create(img_size=image_size)
     if checkpoint is not None:
         load_supervised(model, checkpoint)
     return model

@@ -1,12 +1,12 @@
 """The workflow layer's training: one loop (`TrainingLoop`) for every run, and its clients —
-`pretrain(config)` and `cxrfast pretrain` now, fine-tuning next (its objective, `Classification`,
-and where its backbone starts, `initial_backbone`, are here already)."""
+`pretrain(config)` / `cxrfast pretrain` and `finetune(config)` / `cxrfast finetune`."""
 
 from cxrfast.train.classification import Classification
-from cxrfast.train.config import PretrainConfig, TrainConfig, load_config
+from cxrfast.train.config import FinetuneConfig, PretrainConfig, TrainConfig, load_config
+from cxrfast.train.finetune import FinetuneResult, Finetuning, finetune
 from cxrfast.train.initial_weights import initial_backbone
 from cxrfast.train.loop import TrainingLoop
 from cxrfast.train.pretrain import Pretraining, RunResult, pretrain
 
-__all__ = ["Classification", "PretrainConfig", "Pretraining", "RunResult", "TrainConfig", "TrainingLoop",
-           "initial_backbone", "load_config", "pretrain"]
+__all__ = ["Classification", "FinetuneConfig", "FinetuneResult", "Finetuning", "PretrainConfig", "Pretraining",
+           "RunResult", "TrainConfig", "TrainingLoop", "finetune", "initial_backbone", "load_config", "pretrain"]

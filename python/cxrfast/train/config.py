@@ -1,6 +1,7 @@
 """Run configurations: plain data, from a TOML or YAML file plus `key=value` overrides, checked
 before any work starts and saved into the run directory. `TrainConfig` holds what the training
-loop needs; `PretrainConfig` adds what a pretraining run needs.
+loop needs; `PretrainConfig` adds what a pretraining run needs, `FinetuneConfig` what a
+fine-tuning run does.
 
     method = "spark"            # spark | simclr | moco
     data = "cache"              # a prepared cache, a folder of images or a manifest CSV
@@ -50,6 +51,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # optimiser steps between checkpoints (and one per epoch)
     keep_checkpoints: int = 3
     log_every: int = 10
+    patience: int | None = None  # epochs without a better selection value before stopping; None: never
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -63,6 +65,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accumulate", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be at least 1 epoch (or unset), not {self.patience}")
         if self.workers < 0:
             raise ConfigError(f"workers must be 0 or more, not {self.workers}")
 
@@ -94,6 +98,74 @@ class PretrainConfig(TrainConfig):
             raise ConfigError(f"data: {self.data} does not exist")
 
 
+TASKS = ("classification",)
+MODES = ("linear", "full", "frozen_then_full")
+SPLITS = ("auto", "official", "patient")
+SELECT_ON = ("auroc", "loss")
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """A fine-tuning run. The defaults train with AdamW at 4e-4 per 256 images (Adam's 1e-4 at
+    batch 64, Wolf et al.'s), select on the validation mean AUROC and stop after 10 epochs
+    without a better one."""
+
+    task: str = "classification"  # see TASKS
+    data: str = ""  # a prepared cache or a labelled manifest CSV
+    init: str = "random"  # random | a pretraining run directory | encoder.safetensors | any state-dict file
+    backbone: str = "resnet50"
+    out: str = "runs/finetune"
+    mode: str = "full"  # linear | full | frozen_then_full
+    findings: list[str] | None = None  # default: the CheXpert competition findings present, else every finding
+    single_label: bool = False  # one class per image (softmax) instead of independent findings (sigmoid)
+    uncertainty: str = "ignore"  # what −1 labels become: ignore (U-Ignore), zeros (U-Zeros), ones (U-Ones)
+    uncertainty_per_finding: dict[str, str] = field(default_factory=dict)  # finding -> policy, over `uncertainty`
+    pos_weight: bool = False  # weigh each finding's positives by negatives / positives (vit-med)
+    label_fraction: float = 1.0  # share of the training split's images fine-tuned on (nested, by patient)
+    split: str = "auto"  # auto: the labels' own split column where present, else by patient
+    split_fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validate": 0.1, "test": 0.1})
+    image_size: int = 224
+    augment: dict[str, Any] = field(default_factory=dict)  # ViewAugment fields over fine-tuning's defaults
+    select_on: str = "auroc"  # the validation mean AUROC (higher is better) or the validation loss
+    frozen_epochs: int = 0  # frozen_then_full: epochs that train the classifier alone
+    backbone_lr: float | None = None  # per 256 images; default: lr
+    layer_decay: float | None = None  # ViTs: layer l trains at layer_decay^(L - l) of the rate (MAE)
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 4e-4
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.05
+    weight_decay_end: float = 0.05
+    patience: int | None = 10
+
+    def check(self) -> None:
+        super().check()
+        choices = {"task": TASKS, "mode": MODES, "split": SPLITS, "select_on": SELECT_ON}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if not self.data:
+            raise ConfigError("data: give a prepared cache or a labelled manifest CSV")
+        if not Path(self.data).exists():
+            raise ConfigError(f"data: {self.data} does not exist")
+        if not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"label_fraction must be in (0, 1], not {self.label_fraction}")
+        if self.image_size < 1:
+            raise ConfigError(f"image_size must be at least 1, not {self.image_size}")
+        if (self.mode == "frozen_then_full") != (self.frozen_epochs > 0):
+            raise ConfigError("frozen_epochs: give at least 1 with mode frozen_then_full, and none otherwise "
+                              f"(mode {self.mode!r}, frozen_epochs {self.frozen_epochs})")
+        if self.frozen_epochs >= self.epochs:
+            raise ConfigError(f"frozen_epochs ({self.frozen_epochs}) must be fewer than epochs ({self.epochs})")
+        if self.mode == "linear" and (self.layer_decay is not None or self.backbone_lr is not None):
+            raise ConfigError("layer_decay and backbone_lr train the backbone; mode linear keeps it frozen")
+        if self.single_label and self.pos_weight:
+            raise ConfigError("pos_weight weighs independent findings; a single_label task has one class per image")
+        if self.backbone_lr is not None and self.backbone_lr <= 0:
+            raise ConfigError(f"backbone_lr must be positive, not {self.backbone_lr}")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
                 kind: type[TrainConfig] = PretrainConfig, **values) -> TrainConfig:
     """A `kind` config: its defaults, then the file (`.toml`, `.yaml`/`.yml`), then `key=value`
@@ -112,10 +184,31 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(known))}")
-    for f in fields(kind):
-        if f.type.startswith("dict") and not isinstance(data.get(f.name, {}), dict):
-            raise ConfigError(f"{f.name} must be a table of options, not {data[f.name]!r}")
-    return kind(**data)
+    types = {f.name: f.type for f in fields(kind)}
+    return kind(**{name: _typed(name, types[name], value) for name, value in data.items()})
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _typed(name: str, annotation: str, value: Any) -> Any:
+    """`value` as the field's annotation wants it ("none" or "null" unsets an optional key; an
+    int is a float where a float is wanted), else a ConfigError naming the key."""
+    kinds = [part.strip() for part in annotation.split("|")]
+    if "None" in kinds and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
+        return None
+    for kind in kinds:
+        if kind in _SCALARS and isinstance(value, _SCALARS[kind]) and not (kind != "bool" and isinstance(value, bool)):
+            return value
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind.startswith("dict") and isinstance(value, dict):
+            return value
+        if kind.startswith("list") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+    article = {"dict": "a table of options", "list": "a list of names", "int": "an int"}
+    wanted = article.get(kinds[0].split("[")[0], f"a {kinds[0]}")
+    raise ConfigError(f"{name} must be {wanted}" + (" (or none)" if "None" in kinds else "") + f", not {value!r}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -3,10 +3,13 @@
 It owns what no objective should: the device, DDP wrapping in the caller's process group,
 autocast and the gradient scaler, gradient accumulation and clipping, the learning-rate and
 weight-decay schedules per optimiser step, atomic checkpoints (every `checkpoint_every` steps and
-at each epoch's end, the last `keep_checkpoints` kept, `best.pt` by epoch loss) holding every RNG
-and the loader's position, exact resume, the metrics log and the progress bar. What is particular
-to a run reaches it through the `Objective`'s hooks (`schedule`, `after_backward`, `generators`,
-`ddp_unused_parameters`) and the `epoch_end` callback; it never asks which method it runs.
+at each epoch's end, the last `keep_checkpoints` kept) holding every RNG and the loader's
+position, exact resume, model selection (`best.pt`: the epoch-end checkpoint with the lowest
+`select` value, by default the epoch's mean training loss) with early stopping after `patience`
+epochs without a better one, the metrics log and the progress bar. What is particular to a run
+reaches it through the `Objective`'s hooks (`parameter_groups`, `schedule`, `after_backward`,
+`generators`, `ddp_unused_parameters`) and the `select` and `epoch_end` callbacks; it never asks
+which method or task it runs.
 
 The loader is any iterable of `Batch`es with a length (batches per epoch), `epoch` and `batch`
 counters and `state_dict()`/`load_state_dict()` that resume inside an epoch: `EpochLoader` and
@@ -82,11 +85,14 @@ class LoopResult:
 class TrainingLoop:
     def __init__(self, config: TrainConfig, objective: Objective, loader: ResumableLoader, *, run: Path,
                  device: torch.device, resume: bool = False, progress: bool = True, description: str = "training",
-                 epoch_end: Callable[[TrainingLoop], None] | None = None):
+                 epoch_end: Callable[[TrainingLoop], None] | None = None,
+                 select: Callable[[TrainingLoop], float] | None = None):
         """Checks that the run can take a step and sets everything up; writes nothing until
-        `run()` (except `config.yaml` of a new run), so that a bad config leaves no trace."""
+        `run()` (except `config.yaml` of a new run), so that a bad config leaves no trace.
+        `select(loop)`, called on rank 0 at each epoch's end, is the value the run is selected
+        on (lower is better; NaN never is); every rank gets rank 0's value."""
         self.config, self.loader, self.run_dir, self.device = config, loader, Path(run), device
-        self.description, self.epoch_end, self.progress = description, epoch_end, progress
+        self.description, self.epoch_end, self.progress, self.select = description, epoch_end, progress, select
         self.rank, self.world = process_group.rank(), process_group.world_size()
         self.steps_per_epoch = len(loader) // config.accumulate
         if self.steps_per_epoch == 0:
@@ -102,9 +108,11 @@ class TrainingLoop:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
         self.peak_lr = config.lr * config.batch_size * config.accumulate * self.world / 256
-        self.optimizer = create_optimizer(config.optimizer, objective, self.peak_lr, config.weight_decay)
+        self.optimizer = create_optimizer(config.optimizer, objective.parameter_groups(), self.peak_lr,
+                                          config.weight_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
-        self.step, self.best_loss, self.epoch_losses = 0, math.inf, []
+        self.step, self.epoch_losses = 0, []
+        self.best_value, self.best_epoch, self.stopped = math.inf, 0, False
         self.console = Console()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -123,7 +131,7 @@ class TrainingLoop:
         lr = warmup_cosine(self.step, self.total_steps, self.peak_lr, c.min_lr, self.warmup_steps)
         wd = warmup_cosine(self.step, self.total_steps, c.weight_decay, c.weight_decay_end)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_factor"]
             if group["decays"]:
                 group["weight_decay"] = wd
         self.objective.schedule(self.step, self.total_steps)
@@ -135,7 +143,7 @@ class TrainingLoop:
         metrics = MetricsLog(self.run_dir, METRICS, self.step, self.console) if self.rank == 0 else None
         with self._progress_bar() as bar:
             task = bar.add_task(self.description, total=self.total_steps, completed=self.step, rate="")
-            while self.loader.epoch < c.epochs:
+            while self.loader.epoch < c.epochs and not self.stopped:
                 epoch = self.loader.epoch
                 started, images, step_loss = time.perf_counter(), 0, 0.0
                 for batch in self.loader:
@@ -166,7 +174,8 @@ class TrainingLoop:
                     step_loss = 0.0
                     if self.step % c.checkpoint_every == 0 and self.loader.batch < batches:
                         self._checkpoint(epoch_ended=False)
-                self._checkpoint(epoch_ended=True)  # the loader has moved to the next epoch
+                self._select()  # the loader has moved to the next epoch
+                self._checkpoint(epoch_ended=True)
                 if self.epoch_end is not None:
                     self.epoch_end(self)
         if metrics is not None:
@@ -190,24 +199,37 @@ class TrainingLoop:
         dist.all_reduce(tensor)
         return float(tensor) / self.world
 
+    def _select(self) -> None:
+        """The epoch's selection value against the best so far; early stopping after `patience`
+        epochs without a better one."""
+        loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else math.inf
+        self.epoch_losses = []
+        value = loss if self.select is None else self._from_rank_zero(self.select(self) if self.rank == 0 else 0.0)
+        if value < self.best_value:
+            self.best_value, self.best_epoch = value, self.epoch
+        patience = self.config.patience
+        self.stopped = patience is not None and self.epoch - self.best_epoch >= patience
+
+    def _from_rank_zero(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.broadcast(tensor, 0)
+        return float(tensor)
+
     def _checkpoint(self, epoch_ended: bool) -> None:
         rng = rng_state(self.generators)
         if self.world > 1:  # each rank's RNG: ranks draw different masks and dropout
             every = [None] * self.world
             dist.all_gather_object(every, rng)
             rng = every
-        improved = False
-        if epoch_ended:
-            epoch_loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else math.inf
-            improved, self.best_loss = epoch_loss < self.best_loss, min(self.best_loss, epoch_loss)
-            self.epoch_losses = []
         if self.rank == 0:
             state = {"model": self.objective.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "scaler": self.scaler.state_dict(), "step": self.step, "loader": self.loader.state_dict(),
-                     "rng": rng, "best_loss": self.best_loss, "epoch_losses": self.epoch_losses,
-                     "config": self.config.to_dict()}
+                     "rng": rng, "best_value": self.best_value, "best_epoch": self.best_epoch,
+                     "stopped": self.stopped, "epoch_losses": self.epoch_losses, "config": self.config.to_dict()}
             path = save_checkpoint(state, self.run_dir, self.step, self.config.keep_checkpoints)
-            if improved:
+            if epoch_ended and self.best_epoch == self.epoch:
                 save_best(path, self.run_dir)
         if self.world > 1:
             dist.barrier()
@@ -221,7 +243,8 @@ class TrainingLoop:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.loader.load_state_dict(state["loader"])
-        self.step, self.best_loss, self.epoch_losses = state["step"], state["best_loss"], state["epoch_losses"]
+        self.step, self.epoch_losses = state["step"], state["epoch_losses"]
+        self.best_value, self.best_epoch, self.stopped = state["best_value"], state["best_epoch"], state["stopped"]
         restore_rng_state(state["rng"][self.rank] if isinstance(state["rng"], list) else state["rng"],
                           self.generators)
 

@@ -1,28 +1,34 @@
 """Optimisers: AdamW (torch), LAMB and LARS (timm's implementations, which SparK and SimCLR's
 recipes use). Biases and normalisation parameters get no weight decay, and LARS does not adapt
-their rate: the usual exclusions of those papers."""
+their rate: the usual exclusions of those papers.
+
+An objective hands the optimiser its parameters in groups (`Objective.parameter_groups`), each
+with an `lr_factor`: the loop sets each group's learning rate to the schedule's times that
+factor at every step, so a group's rate (a backbone's own, a ViT layer's decay) is the one the
+optimiser really uses."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from cxrfast.errors import ConfigError
 from cxrfast.models import import_timm
 
 
-def parameter_groups(model: nn.Module) -> list[dict]:
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    return [{"params": decay, "decays": True}, {"params": no_decay, "decays": False, "weight_decay": 0.0}]
-
-
-def create_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    groups = parameter_groups(model)
+def split_decay(groups: list[dict], weight_decay: float) -> list[dict]:
+    """Each group twice: its matrices with weight decay, its vectors (biases, norms) without."""
+    split = []
     for group in groups:
-        group.setdefault("weight_decay", weight_decay)
+        factor = group.get("lr_factor", 1.0)
+        params = list(group["params"])
+        decay, no_decay = [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
+        split += [{"params": decay, "decays": True, "lr_factor": factor, "weight_decay": weight_decay},
+                  {"params": no_decay, "decays": False, "lr_factor": factor, "weight_decay": 0.0}]
+    return split
+
+
+def create_optimizer(name: str, groups: list[dict], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    groups = split_decay(groups, weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     import_timm()  # timm.optim imports timm, which needs its torchvision shim first

@@ -16,6 +16,8 @@ from types import MappingProxyType
 CHEXPERT_FINDINGS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion",
                      "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
                      "Pleural Other", "Fracture", "Support Devices")
+# The five of CheXpert's competition (Irvin et al., 2019), which papers report as the mean AUROC.
+COMPETITION_FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 # NIH ChestX-ray14's findings that CheXpert has no name for.
 NIH_ONLY_FINDINGS = ("Infiltration", "Mass", "Nodule", "Emphysema", "Fibrosis", "Pleural Thickening", "Hernia")
 FINDINGS = CHEXPERT_FINDINGS + NIH_ONLY_FINDINGS

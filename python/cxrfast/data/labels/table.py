@@ -82,6 +82,14 @@ class LabelTable:
                   for name in _PER_IMAGE}
         return replace(self, values=self.values[rows], **picked)
 
+    def select_findings(self, findings: Sequence[str]) -> LabelTable:
+        """The table with only the columns `findings`, in that order."""
+        missing = [name for name in findings if name not in self.findings]
+        if missing:
+            raise ValueError(f"no finding(s) {missing} in this table: {self.findings}")
+        columns = [self.findings.index(name) for name in findings]
+        return replace(self, findings=tuple(findings), values=self.values[:, columns])
+
     def filter_views(self, views: str | Iterable[str]) -> LabelTable:
         """The images taken in one of `views` (case-insensitive); images of unknown view are left out."""
         wanted = {views.upper()} if isinstance(views, str) else {v.upper() for v in views}
@@ -112,16 +120,18 @@ class LabelTable:
         """A manifest CSV of these images for `cxrfast prepare` and the linear probe: `path`
         (relative to the CSV's folder; give `root`, the dataset folder the paths are relative to,
         when the CSV lives elsewhere), `patient_id`, `view_position`, then one column per finding
-        with 1, 0, -1 or blank. Written atomically."""
+        with 1, 0, -1 or blank, and `split` when the table has the dataset's own. Written atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         base = Path(os.path.relpath(root, path.parent)) if root is not None else Path()
         with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", "patient_id", "view_position", *self.findings])
+            split = ["split"] if self.split is not None else []
+            writer.writerow(["path", "patient_id", "view_position", *split, *self.findings])
             for k, image in enumerate(self.paths):
                 labels = ["" if np.isnan(v) else str(int(v)) for v in self.values[k]]
-                writer.writerow([(base / image).as_posix(), self.patients[k], self.views[k] or "", *labels])
+                split = [self.split[k]] if self.split is not None else []
+                writer.writerow([(base / image).as_posix(), self.patients[k], self.views[k] or "", *split, *labels])
         return path
 
     @classmethod
@@ -130,11 +140,12 @@ class LabelTable:
         """The table of a manifest CSV: `write_manifest`'s, one written by hand, or a prepared
         cache's manifest.csv (whose images are named in its "name" column: `path_column="name"`).
         Each row has its image in `path_column` (kept as written), optionally `patient_id` (else
-        the image is its own patient) and `view_position`, and the columns `findings` holding
-        1, 0, -1 or blank; by default every column named in the findings vocabulary."""
+        the image is its own patient), `view_position` and `split` (the dataset's own: train,
+        validate, test), and the columns `findings` holding 1, 0, -1 or blank; by default every
+        column named in the findings vocabulary."""
         chosen = None if findings is None else tuple(findings)
-        optional = ("patient_id", "view_position", *(FINDINGS if chosen is None else ()))
-        paths, patients, views, values = [], [], [], []
+        optional = ("patient_id", "view_position", "split", *(FINDINGS if chosen is None else ()))
+        paths, patients, views, values, split = [], [], [], [], []
         seen: dict[str, int] = {}
         for line, row in read_rows(path, (path_column, *(chosen or ())), optional):
             if chosen is None:
@@ -149,11 +160,15 @@ class LabelTable:
             paths.append(image)
             patients.append(row.get("patient_id") or image)
             views.append(row.get("view_position", "").upper() or None)
+            if "split" in row:
+                if not row["split"]:
+                    raise DataError(f"{path}: line {line}: split is blank; name each image's split or drop the column")
+                split.append(row["split"])
             values.append([parse_label(row[name], path, line, name) for name in chosen])
         if not paths:
             raise DataError(f"{path}: lists no images")
         return cls(paths=paths, patients=patients, views=views, findings=chosen,
-                   values=np.array(values, np.float32).reshape(-1, len(chosen)))
+                   values=np.array(values, np.float32).reshape(-1, len(chosen)), split=split or None)
 
     @classmethod
     def concat(cls, tables: Sequence[LabelTable]) -> LabelTable:
