@@ -96,3 +96,95 @@ def test_linear_evaluation(benchmark, tag, setting, tmp_path, role, label):
         else (lambda: _solo_learn(backbone, head, train, test))
     AUROC[label] = benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1)
     print(f"\n{label}: test AUROC (Cardiomegaly) {AUROC[label]:.4f}")
+
+
+# A full fine-tuning step: cxrfast's TrainingLoop on LabelledViews (fine-tuning's augmentation)
+# against a plain timm + torch loop as a user writes it (torchvision's v2 transforms per sample in
+# a Dataset, DataLoader, AdamW, BCE-with-logits), both reading the same prepared cache with the
+# same loader workers, each for STEPS optimiser steps of batch 32 at 224² from scratch (the
+# loaders' start and cxrfast's end-of-epoch checkpoint included). Figures are per image.
+STEP_IMAGES, STEP_SIZE, STEP_BATCH, STEPS, STEP_WORKERS = 160, 224, 32, 4, 2
+STEP_FINDINGS = ("Cardiomegaly", "Pleural Effusion")
+
+
+@pytest.fixture(scope="module")
+def step_cache(tmp_path_factory):
+    from cxrfast.data.prepare import prepare_cache
+
+    out = tmp_path_factory.mktemp("finetune-step")
+    labels = write_phantom_archive(out / "phantoms", STEP_IMAGES, rows=256, progress=False,
+                                   findings=Findings(dict.fromkeys(STEP_FINDINGS, Finding(0.4))))
+    return prepare_cache(labels, out / "cache", size=256, workers=STEP_WORKERS, progress=False).root
+
+
+class _UserDataset(torch.utils.data.Dataset):
+    """What a user writes: each cached image through torchvision's v2 transforms, with its labels."""
+
+    def __init__(self, images, targets):
+        from torchvision.transforms import v2
+
+        self.images, self.targets = images, targets
+        self.transform = v2.Compose([v2.RandomResizedCrop(STEP_SIZE, scale=(0.8, 1.0), antialias=True),
+                                     v2.RandomRotation(7)])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.transform(self.images[index]), self.targets[index]
+
+
+def _plain_timm_steps(arch: str, cache: Path) -> None:
+    from cxrfast.data.prepared_cache import PreparedCache
+    from cxrfast.models import import_timm
+
+    timm = import_timm()  # torchvision's Python layer beside this torch (see cxrfast.models.timm_import)
+    table = LabelTable.read_manifest(cache / "manifest.csv", list(STEP_FINDINGS), path_column="name")
+    targets = torch.from_numpy(table.targets("ignore")[0])
+    torch.manual_seed(0)
+    model = timm.create_model(arch, in_chans=1, num_classes=len(STEP_FINDINGS), **_size_options(arch))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    criterion = torch.nn.BCEWithLogitsLoss()
+    loader = DataLoader(_UserDataset(PreparedCache(cache), targets), batch_size=STEP_BATCH, shuffle=True,
+                        num_workers=STEP_WORKERS, drop_last=True)
+    model.train()
+    for step, (images, labels) in enumerate(loader):
+        loss = criterion(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step + 1 == STEPS:
+            break
+
+
+def _size_options(arch: str) -> dict:
+    return {"img_size": STEP_SIZE} if arch.startswith("vit") else {}
+
+
+def _cxrfast_steps(arch: str, cache: Path, out: Path) -> None:
+    from cxrfast.data.augment import ViewAugment
+    from cxrfast.data.prepared_cache import PreparedCache
+    from cxrfast.train.finetune import FINETUNE_AUGMENT
+
+    table = LabelTable.read_manifest(cache / "manifest.csv", list(STEP_FINDINGS), path_column="name")
+    targets, known = table.targets("ignore")
+    torch.manual_seed(0)
+    task = Classification.for_backbone(create_backbone(arch, image_size=STEP_SIZE), STEP_FINDINGS)
+    augment = ViewAugment(size=STEP_SIZE, **FINETUNE_AUGMENT)
+    views = LabelledViews(PreparedCache(cache), targets, known, range(STEPS * STEP_BATCH), augment=augment)
+    config = TrainConfig(out=str(out), epochs=1, batch_size=STEP_BATCH, optimizer="adamw", lr=1e-4 * 256 / STEP_BATCH,
+                         warmup_epochs=0, weight_decay=0.05, weight_decay_end=0.05, workers=STEP_WORKERS,
+                         checkpoint_every=10**6, log_every=10**6, keep_checkpoints=1)
+    TrainingLoop(config, task, EpochLoader(views, STEP_BATCH, workers=STEP_WORKERS), run=out,
+                 device=torch.device("cpu"), progress=False).run()
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "vit_small_patch16_224"])
+@pytest.mark.parametrize("role,label", [("cxrfast", "cxrfast TrainingLoop"),
+                                        ("baseline", "plain timm + torch loop")])
+def test_full_finetuning_step(benchmark, tag, step_cache, tmp_path, arch, role, label):
+    benchmark.group = f"full fine-tuning, {arch} {STEP_SIZE}², batch {STEP_BATCH}, {STEPS} steps"
+    tag(role, STEPS * STEP_BATCH, label)
+    run = (lambda: _cxrfast_steps(arch, step_cache, tmp_path / "run")) if role == "cxrfast" \
+        else (lambda: _plain_timm_steps(arch, step_cache))
+    benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1)

@@ -60,8 +60,10 @@ class ViewAugment:
         angles = (draw(b) * 2 - 1) * self.rotation
         flips = draw(b) < self.hflip
         views = resample(images, boxes, angles, flips, self.size)
-        views = jitter(views, (draw(b) * 2 - 1) * self.brightness, 1 + (draw(b) * 2 - 1) * self.contrast,
-                       torch.exp((draw(b) * 2 - 1) * self.gamma))
+        brightness, contrast, gamma = draw(b), draw(b), draw(b)  # drawn even when unused: one stream of draws
+        if self.brightness or self.contrast or self.gamma:
+            views = jitter(views, (brightness * 2 - 1) * self.brightness, 1 + (contrast * 2 - 1) * self.contrast,
+                           torch.exp((gamma * 2 - 1) * self.gamma))
         sigma = self.blur_sigma[0] + draw(b) * (self.blur_sigma[1] - self.blur_sigma[0])
         return gaussian_blur(views, torch.where(draw(b) < self.blur, sigma, torch.zeros_like(sigma)),
                              self.blur_sigma[1])
@@ -164,9 +166,21 @@ def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size:
         if k > 1:  # a block past the image's edge averages the pixels it has
             source = F.avg_pool2d(source, k, ceil_mode=True)
         local = _to_region(matrix[members], height, width, (top, rows * k), (left, columns * k))
-        grid = F.affine_grid(local, [source.shape[0], 1, *size], align_corners=False)
+        grid = _grid(local, size)
         out[members] = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out
+
+
+def _grid(matrix: Tensor, size: tuple[int, int]) -> Tensor:
+    """`F.affine_grid(matrix, (B, 1, *size), align_corners=False)` by broadcasting: affine_grid
+    multiplies an (H·W, 3) grid by each 3 × 2 map, a matrix product with an inner size of 3 that
+    runs several times slower on the CPU than these sums."""
+    height, width = size
+    x = (torch.arange(width, dtype=matrix.dtype, device=matrix.device) * 2 + 1) / width - 1
+    y = (torch.arange(height, dtype=matrix.dtype, device=matrix.device) * 2 + 1) / height - 1
+    m = matrix[:, :, :, None, None]  # (B, 2, 3, 1, 1)
+    grid = m[:, :, 0] * x[None, None, None, :] + (m[:, :, 1] * y[None, None, :, None] + m[:, :, 2])  # (B, 2, H, W)
+    return grid.permute(0, 2, 3, 1)
 
 
 def _covered(matrix: Tensor, height: int, width: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
