@@ -31,7 +31,8 @@ def _phantoms(args) -> int:
     from cxrfast.data.phantom_archive import write_phantom_archive
 
     labels = write_phantom_archive(args.out, args.count, rows=args.rows, columns=args.columns, seed=args.seed,
-                                   transfer_syntax=args.transfer_syntax, bits_stored=args.bits_stored)
+                                   transfer_syntax=args.transfer_syntax, bits_stored=args.bits_stored,
+                                   lung_masks=args.lung_masks)
     Console().print(f"{args.count} phantoms and their labels: {labels}")
     return 0
 
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantoms.add_argument("--transfer-syntax", default="explicit", type=_transfer_syntax,
                           help="a name (explicit, implicit, big_endian, deflated, rle, jpeg2000, jpeg_ls, ...) or a UID")
     phantoms.add_argument("--bits-stored", type=int, default=12, help="Bits Stored")
+    phantoms.add_argument("--lung-masks", action="store_true",
+                          help="also write each lung mask as <patient>_lungs.png, named in labels.csv's lung_mask")
     phantoms.set_defaults(run=_phantoms)
     prepare = command("prepare", help="read a dataset once into a memory-mapped cache (resumable)")
     prepare.add_argument("src", help="a folder of DICOM/PNG/JPEG files or a manifest CSV with a 'path' column")

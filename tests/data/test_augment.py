@@ -134,3 +134,30 @@ def test_bad_inputs():
         ViewAugment(hflip=1.5)
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         ViewAugment()(torch.rand(2, 3, 8, 8), torch.Generator())
+
+
+def test_masks_move_with_their_images():
+    """A binary image is its own mask: the image's view (bilinear) thresholded at ½ is the mask's
+    view (nearest) but for pixels on the edges, for crops, turns and flips alike; the mask view
+    stays 0 or 1, and the intensity changes touch the image only."""
+    from cxrfast.data.augment import resize_center
+
+    yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    shapes = ((yy - 30) ** 2 / 400 + (xx - 35) ** 2 / 150 < 1) | ((yy > 55) & (yy < 85) & (xx > 50) & (xx < 70))
+    masks = shapes.float()[None, None].repeat(4, 1, 1, 1)
+    augment = ViewAugment(size=(64, 64), scale=(0.5, 1.0), rotation=15.0, hflip=0.5, brightness=0.0, contrast=0.0,
+                          gamma=0.0, blur=0.0)
+    views, moved = augment.with_masks(masks, masks, torch.Generator().manual_seed(0))
+    assert set(moved.unique().tolist()) <= {0.0, 1.0}
+    agree = ((views > 0.5) == (moved > 0.5)).float().mean()
+    assert agree > 0.97, agree
+    alone = augment(masks, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(alone, views)  # the same draws with or without masks
+    centred = resize_center(masks, 64, nearest=True)
+    assert set(centred.unique().tolist()) <= {0.0, 1.0}
+    assert ((resize_center(masks, 64) > 0.5) == (centred > 0.5)).float().mean() > 0.97
+    jittered, kept = ViewAugment(size=(64, 64), brightness=0.5).with_masks(masks * 0.5, masks,
+                                                                          torch.Generator().manual_seed(1))
+    assert set(kept.unique().tolist()) <= {0.0, 1.0} and not torch.equal(jittered > 0.25, kept > 0.5)
+    with pytest.raises(ValueError, match="must have the images' shape"):
+        augment.with_masks(masks, masks[:2], torch.Generator())

@@ -6,8 +6,10 @@ RandomResizedCrop draws them), a small rotation about the crop's centre and an o
 horizontal flip compose into one affine map per sample, sampled bilinearly by `grid_sample`.
 Where a crop is at least twice the output in both directions the source is first area-averaged
 by the whole factor k, so that bilinear sampling never skips pixels (it would alias the fine
-texture of a film); samples sharing k are pooled together. Horizontal flips are off by default:
-laterality matters on a radiograph (the heart is on the patient's left).
+texture of a film); samples sharing k are pooled together. Segmentation masks follow the same
+map, sampled nearest and unfiltered, so that they stay 0 or 1 (`ViewAugment.with_masks`).
+Horizontal flips are off by default: laterality matters on a radiograph (the heart is on the
+patient's left).
 
 Intensity follows: brightness (added), contrast (scaled about the image mean), gamma, then a
 Gaussian blur with a per-sample sigma, reflected at the borders (a radiograph's edge continues
@@ -53,6 +55,17 @@ class ViewAugment:
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """(B, 1, H, W) float in [0, 1] -> one augmented view (B, 1, *size)."""
+        return self._augment(images, None, generator)[0]
+
+    def with_masks(self, images: Tensor, masks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The view of `images` and the same crop, turn and flip of their (B, 1, H, W) masks,
+        sampled nearest (a mask stays 0 or 1); intensity changes touch the images only."""
+        if masks.shape != images.shape:
+            raise ValueError(f"masks {tuple(masks.shape)} must have the images' shape {tuple(images.shape)}")
+        return self._augment(images, masks, generator)
+
+    def _augment(self, images: Tensor, masks: Tensor | None, generator: torch.Generator
+                 ) -> tuple[Tensor, Tensor | None]:
         _check(images)
         b, _, height, width = images.shape
         draw = lambda *shape: torch.rand(*shape, generator=generator).to(images.device)  # noqa: E731
@@ -60,13 +73,15 @@ class ViewAugment:
         angles = (draw(b) * 2 - 1) * self.rotation
         flips = draw(b) < self.hflip
         views = resample(images, boxes, angles, flips, self.size)
+        moved = None if masks is None else resample(masks.to(images.dtype), boxes, angles, flips, self.size,
+                                                     nearest=True)
         brightness, contrast, gamma = draw(b), draw(b), draw(b)  # drawn even when unused: one stream of draws
         if self.brightness or self.contrast or self.gamma:
             views = jitter(views, (brightness * 2 - 1) * self.brightness, 1 + (contrast * 2 - 1) * self.contrast,
                            torch.exp((gamma * 2 - 1) * self.gamma))
         sigma = self.blur_sigma[0] + draw(b) * (self.blur_sigma[1] - self.blur_sigma[0])
         return gaussian_blur(views, torch.where(draw(b) < self.blur, sigma, torch.zeros_like(sigma)),
-                             self.blur_sigma[1])
+                             self.blur_sigma[1]), moved
 
     def views(self, images: Tensor, count: int, generator: torch.Generator) -> list[Tensor]:
         """`count` independent views of every image (SimCLR and MoCo take two)."""
@@ -92,16 +107,17 @@ def draw_crops(images: Tensor, crops: list[Crops] | tuple[Crops, ...], generator
     return [view for c in crops for view in c.augment.views(images, c.count, generator)]
 
 
-def resize_center(images: Tensor, size: tuple[int, int] | int) -> Tensor:
+def resize_center(images: Tensor, size: tuple[int, int] | int, *, nearest: bool = False) -> Tensor:
     """The evaluation view, without randomness: the largest centred crop of the output's aspect,
-    resampled (area-prefiltered) to `size`."""
+    resampled (area-prefiltered) to `size`; `nearest` for masks."""
     _check(images)
     size = (size, size) if isinstance(size, int) else tuple(size)
     b, _, height, width = images.shape
     h, w = min(height, width * size[0] / size[1]), min(width, height * size[1] / size[0])
     box = torch.tensor([(height - h) / 2, (width - w) / 2, h, w], dtype=torch.float32, device=images.device)
     return resample(images, box.expand(b, 4), images.new_zeros(b), torch.zeros(b, dtype=torch.bool,
-                                                                                  device=images.device), size)
+                                                                                  device=images.device), size,
+                    nearest=nearest)
 
 
 def _check(images: Tensor) -> None:
@@ -149,13 +165,16 @@ def affine(boxes: Tensor, angles: Tensor, flips: Tensor, height: int, width: int
     return matrix
 
 
-def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size: tuple[int, int]) -> Tensor:
+def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size: tuple[int, int], *,
+             nearest: bool = False) -> Tensor:
     """The crops, turned and mirrored, sampled to `size`, area-prefiltered where they shrink by 2
     or more. Only the part of the source that the crops cover is pooled, in k × k blocks aligned
-    with the crops' top-left corner."""
+    with the crops' top-left corner. `nearest` (masks): the nearest source pixel, unfiltered."""
     b, _, height, width = images.shape
     matrix = affine(boxes, angles, flips, height, width).to(images.dtype)
     factor = torch.minimum(boxes[:, 2] / size[0], boxes[:, 3] / size[1]).floor().clamp(min=1).long()
+    if nearest:
+        factor = torch.ones_like(factor)
     out = images.new_empty(b, 1, *size)
     groups = factor.unique().tolist()
     for k in groups:
@@ -167,7 +186,8 @@ def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size:
             source = F.avg_pool2d(source, k, ceil_mode=True)
         local = _to_region(matrix[members], height, width, (top, rows * k), (left, columns * k))
         grid = _grid(local, size)
-        out[members] = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[members] = F.grid_sample(source, grid, mode="nearest" if nearest else "bilinear", padding_mode="border",
+                                     align_corners=False)
     return out
 
 

@@ -96,6 +96,38 @@ class LabelledViews(Dataset):
         return Batch([view[0]], targets=self.targets[row], known=self.known[row], index=torch.tensor(row))
 
 
+class MaskedViews(Dataset):
+    """Image `rows[k]` of `images` with its segmentation mask (`masks[rows[k]]`, (1, H, W) of 0
+    and 1, the image's size), for fine-tuning a segmenter: item k is a `Batch` of one view, its
+    mask moved with it (`ViewAugment.with_masks`: the same crop, turn and flip, nearest) and
+    `index`. Draws as `LabelledViews`'; without `augment`, the centred view and mask at `size`."""
+
+    def __init__(self, images: Dataset, masks: Dataset, rows: Sequence[int] | np.ndarray, *,
+                 augment: ViewAugment | None = None, size: int | tuple[int, int] = 224, seed: int = 0):
+        if len(masks) != len(images):
+            raise ValueError(f"{len(masks)} masks for {len(images)} images")
+        self.images, self.masks, self.rows = images, masks, np.asarray(rows, dtype=np.int64)
+        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.size = augment.size if augment is not None else size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Batch:
+        row = int(self.rows[index])
+        image, mask = self.images[row][None], self.masks[row][None]
+        if image.shape != mask.shape:
+            raise ValueError(f"image {row}: mask {tuple(mask.shape[2:])} for an image of {tuple(image.shape[2:])}")
+        if self.augment is None:
+            view, moved = resize_center(image, self.size), resize_center(mask, self.size, nearest=True)
+        else:
+            view, moved = self.augment.with_masks(image, mask, view_generator(self.seed, self.epoch, row))
+        return Batch([view[0]], masks=moved[0], index=torch.tensor(row))
+
+
 def view_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """The generator of item `index`'s views in `epoch`: the same whichever worker draws them."""
     state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]
