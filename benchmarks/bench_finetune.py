@@ -188,3 +188,66 @@ def test_full_finetuning_step(benchmark, tag, step_cache, tmp_path, arch, role, 
     run = (lambda: _cxrfast_steps(arch, step_cache, tmp_path / "run")) if role == "cxrfast" \
         else (lambda: _plain_timm_steps(arch, step_cache))
     benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1)
+
+
+# A segmentation step: cxrfast's UNet over a timm ResNet-50 through the TrainingLoop against
+# segmentation_models_pytorch's Unet on the same timm encoder ("tu-resnet50", the same decoder
+# widths) in a plain loop with smp's own DiceLoss + BCE; both take the same batches (MaskedViews
+# of phantoms with their lung masks, fine-tuning's augmentation) from the same loader.
+SEG_IMAGES, SEG_SIZE, SEG_BATCH, SEG_STEPS = 32, 256, 8, 4
+
+
+@pytest.fixture(scope="module")
+def seg_views(tmp_path_factory):
+    from cxrfast.data.augment import ViewAugment
+    from cxrfast.data.datasets import MaskedViews
+    from cxrfast.data.masks import MaskFiles
+    from cxrfast.train.finetune import FINETUNE_AUGMENT
+
+    labels = write_phantom_archive(tmp_path_factory.mktemp("segmentation"), SEG_IMAGES, rows=SEG_SIZE,
+                                   lung_masks=True, progress=False)
+    table = LabelTable.read_manifest(labels, [])
+    masks = MaskFiles.from_manifest(labels, "lung_mask", [(SEG_SIZE, SEG_SIZE)] * SEG_IMAGES, table.paths)
+    return MaskedViews(ImageFiles(labels), masks, range(SEG_IMAGES),
+                       augment=ViewAugment(size=SEG_SIZE, **FINETUNE_AUGMENT))
+
+
+def _cxrfast_segmentation(views, out: Path) -> None:
+    from cxrfast.train.segmentation import Segmentation
+
+    torch.manual_seed(0)
+    task = Segmentation.for_backbone(create_backbone("resnet50"))
+    config = TrainConfig(out=str(out), epochs=1, batch_size=SEG_BATCH, optimizer="adamw", lr=1e-3 * 256 / SEG_BATCH,
+                         warmup_epochs=0, weight_decay=0.05, weight_decay_end=0.05, workers=0,
+                         checkpoint_every=10**6, log_every=10**6, keep_checkpoints=1)
+    TrainingLoop(config, task, EpochLoader(views, SEG_BATCH, workers=0), run=out, device=torch.device("cpu"),
+                 progress=False).run()
+
+
+def _smp_segmentation(views) -> None:
+    from cxrfast.models import import_timm
+
+    import_timm()  # smp imports torchvision: its Python layer needs the shim beside this torch
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    model = smp.Unet("tu-resnet50", encoder_weights=None, in_channels=1, classes=1)
+    dice = smp.losses.DiceLoss("binary", from_logits=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    model.train()
+    for batch in EpochLoader(views, SEG_BATCH, workers=0):
+        logits = model(batch.views[0])
+        loss = dice(logits, batch.masks) + torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("role,label", [("cxrfast", "cxrfast UNet + TrainingLoop"),
+                                        ("baseline", "segmentation_models_pytorch Unet, plain loop")])
+def test_segmentation_step(benchmark, tag, seg_views, tmp_path, role, label):
+    benchmark.group = f"segmentation fine-tuning, UNet on ResNet-50, {SEG_SIZE}², batch {SEG_BATCH}, {SEG_STEPS} steps"
+    tag(role, SEG_STEPS * SEG_BATCH, label)
+    run = (lambda: _cxrfast_segmentation(seg_views, tmp_path / "run")) if role == "cxrfast" \
+        else (lambda: _smp_segmentation(seg_views))
+    benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1)

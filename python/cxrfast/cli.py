@@ -40,7 +40,7 @@ def _phantoms(args) -> int:
 def _prepare(args) -> int:
     from cxrfast.data.prepare import prepare_cache
 
-    report = prepare_cache(args.src, args.out, size=args.size, workers=args.workers)
+    report = prepare_cache(args.src, args.out, size=args.size, workers=args.workers, masks=args.masks)
     console = Console()
     console.print(f"{report.images} images cached in {report.root} ({report.read} read this run)")
     if report.errors:
@@ -78,15 +78,9 @@ def _pretrain(args) -> int:
 
 
 def _finetune(args) -> int:
-    import math
-
     from cxrfast.train import FinetuneConfig, finetune
 
-    result = _train(args, FinetuneConfig, finetune)
-    defined = [v for v in result.test_auroc.values() if not math.isnan(v)]
-    mean = f"{sum(defined) / len(defined):.3f}" if defined else "undefined"
-    Console().print(f"{result.steps} steps, epoch {result.best_epoch} selected; test mean AUROC {mean}; "
-                    f"classifier: {result.classifier}; predictions: {result.predictions}")
+    Console().print(_train(args, FinetuneConfig, finetune).summary())
     return 0
 
 
@@ -129,9 +123,9 @@ def _training_parsers(commands) -> None:
                       "loader": f"one of {', '.join(LOADERS)}"},
                      {"method": list(METHODS), "loader": list(LOADERS)}, _pretrain)
     _training_parser(commands, "finetune", FinetuneConfig, _FINETUNE_FLAGS,
-                     "fine-tune a classifier on labelled images, writing predictions; resumable",
-                     "Fine-tuning on labelled images: model selection on validation, predictions for validation "
-                     "and test.",
+                     "fine-tune a classifier or a lung segmenter on labelled images, writing predictions; resumable",
+                     "Fine-tuning on labelled images (findings, or masks for --task segmentation): model selection "
+                     "on validation, predictions for validation and test.",
                      {**_COMMON_HELP, "data": "a prepared cache or a labelled manifest CSV", "backbone": backbone,
                       "task": f"one of {', '.join(TASKS)}", "mode": f"one of {', '.join(MODES)}",
                       "init": "random, a pretraining run directory, its encoder.safetensors or any state-dict file",
@@ -180,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("out", help="the cache's folder")
     prepare.add_argument("--size", type=int, default=512, help="shorter side of the cached images")
     prepare.add_argument("--workers", type=int, default=None, help="reading processes; None: one per core")
+    prepare.add_argument("--masks", default=None, metavar="COLUMN",
+                         help="cache the segmentation masks this manifest column names (e.g. lung_mask) with the images")
     prepare.set_defaults(run=_prepare)
     _training_parsers(commands)
     demo = command("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")

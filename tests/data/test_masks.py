@@ -94,3 +94,44 @@ def test_masked_views_move_the_mask_with_the_view(archive):
     torch.testing.assert_close(batch.views[0], expected_view[0])
     torch.testing.assert_close(batch.masks, expected_mask[0])
     assert set(batch.masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_prepare_caches_the_masks_beside_their_images(archive, tmp_path):
+    from cxrfast.data.prepare import prepare_cache
+    from cxrfast.data.prepared_cache import CachedMasks, PreparedCache
+
+    report = prepare_cache(archive, tmp_path / "cache", size=32, workers=0, masks=MASK_COLUMN, progress=False)
+    assert (report.images, report.errors) == (4, 0)
+    cache = PreparedCache(tmp_path / "cache")
+    assert cache.masks_column == MASK_COLUMN
+    masks = CachedMasks(cache)
+    for k in range(4):
+        lung = make_phantom(7 + k, 72, 64).lung_mask.astype(np.float32)
+        expected = (shrink(lung, (36, 32)) >= 0.5).astype(np.float32)  # the image's shrink, cut at ½
+        torch.testing.assert_close(masks[k], torch.from_numpy(expected)[None])
+        assert cache[k].shape == masks[k].shape
+    plain = prepare_cache(archive, tmp_path / "plain", size=32, workers=0, progress=False).root
+    with pytest.raises(DataError, match="prepared without masks"):
+        CachedMasks(PreparedCache(plain))
+    assert not list(plain.glob("*.mask.u8"))
+
+
+def test_prepare_reports_an_image_whose_mask_does_not_fit(archive, tmp_path):
+    from cxrfast.data.prepare import prepare_cache
+
+    rows = _rows(archive)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(archive.parent / "tiny.png")
+    rows[1][MASK_COLUMN] = "tiny.png"
+    manifest = archive.parent / "tiny.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = prepare_cache(manifest, tmp_path / "cache", size=32, workers=0, masks=MASK_COLUMN, progress=False)
+    assert (report.images, report.errors) == (3, 1)
+    errors = _rows(tmp_path / "cache" / "errors.csv")
+    assert errors[0]["name"] == rows[1]["path"] and "10×10 for a 72×64 image" in errors[0]["reason"]
+    with pytest.raises(DataError, match="give the manifest CSV, not a folder"):
+        prepare_cache(archive.parent, tmp_path / "folder", masks=MASK_COLUMN, workers=0, progress=False)
+    with pytest.raises(DataError, match="no column 'heart'"):
+        prepare_cache(archive, tmp_path / "heart", masks="heart", workers=0, progress=False)

@@ -7,12 +7,11 @@ predictions, same final weights. ConvNeXt (layer norm: no per-rank batch statist
 from __future__ import annotations
 
 import csv
-import os
-import socket
 
 import numpy as np
 import torch
 import torch.multiprocessing as mp
+from helpers.processes import free_port, join_as
 
 from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.data.synthetic import Finding, Findings
@@ -32,16 +31,8 @@ def _config(data, out, batch_size) -> FinetuneConfig:
 
 
 def _rank(rank: int, port: int, data: str, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_as(rank, WORLD, port)
     finetune(_config(data, out, GLOBAL_BATCH // WORLD), progress=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _column(path, name) -> list[float]:
@@ -53,7 +44,7 @@ def test_two_processes_equal_one_with_the_global_batch(tmp_path):
     data = tmp_path / "data"
     labels = write_phantom_archive(data, 40, rows=64, progress=False,
                                    findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.4)}))
-    mp.spawn(_rank, args=(_free_port(), str(labels), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
+    mp.spawn(_rank, args=(free_port(), str(labels), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
     torch.set_num_threads(1)
     single = finetune(_config(labels, tmp_path / "one", GLOBAL_BATCH), progress=False)
     assert single.steps == 4  # 20 training images: 2 steps of 8 per epoch

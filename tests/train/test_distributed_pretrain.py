@@ -9,11 +9,10 @@ negatives with gradients, and DDP's gradient averaging."""
 from __future__ import annotations
 
 import csv
-import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
+from helpers.processes import free_port, join_as
 
 from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.train import load_config, pretrain
@@ -30,16 +29,8 @@ def _config(data, out, batch_size):
 
 
 def _rank(rank: int, port: int, data: str, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_as(rank, WORLD, port)
     pretrain(_config(data, out, GLOBAL_BATCH // WORLD), progress=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _losses(run) -> list[float]:
@@ -50,7 +41,7 @@ def _losses(run) -> list[float]:
 def test_two_processes_equal_one_with_the_global_batch(tmp_path):
     data = tmp_path / "data"
     write_phantom_archive(data, 24, rows=64, progress=False)
-    mp.spawn(_rank, args=(_free_port(), str(data), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
+    mp.spawn(_rank, args=(free_port(), str(data), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
     torch.set_num_threads(1)
     single = pretrain(_config(data, tmp_path / "one", GLOBAL_BATCH), progress=False)
     assert single.steps == 3

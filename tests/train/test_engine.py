@@ -266,7 +266,7 @@ def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
     for command, expected in [("pretrain", ["{spark,simclr,moco}", "{torch,dali}", "(default: 'resnet50')",
                                             "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
-                              ("finetune", ["{linear,full,frozen_then_full}", "{classification}",
+                              ("finetune", ["{linear,full,frozen_then_full}", "{classification,segmentation}",
                                             "(default: 'random')", "(default: 1.0)", "(default: 30)"]),
                               ("prepare", ["(default: 512)"]), ("demo", ["(default: 2000)", "(default: 6)"])]:
         with pytest.raises(SystemExit):

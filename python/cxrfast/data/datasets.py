@@ -58,27 +58,19 @@ class SSLViews(Dataset):
         return Batch([view[0] for view in views], index=torch.tensor(index))
 
 
-class LabelledViews(Dataset):
-    """Image `rows[k]` of `images` with its labels, for fine-tuning: item k is a `Batch` (no batch
-    dimension) of one view, `targets` (F,) float32 and `known` (F,) bool, row k of the arrays
-    `LabelTable.targets` gives (unknown labels are not counted in the loss), and `index` the
-    image's row. With `augment`, the view is drawn from (seed, epoch, row), so an image gets the
-    same view in a label-fraction subset as in the whole set; without, it is the centred view at
-    `size`, as the evaluation sees it. Call `set_epoch` at each epoch."""
+class RowViews(Dataset):
+    """Image `rows[k]` of `images` as item k, for fine-tuning. With `augment`, its view is drawn
+    from (seed, epoch, row), so an image gets the same view in a label-fraction subset as in the
+    whole set; without, it is the centred view at `size`, as the evaluation sees it. Call
+    `set_epoch` at each epoch (EpochLoader does)."""
 
-    def __init__(self, images: Dataset, targets: np.ndarray, known: np.ndarray, rows: Sequence[int] | np.ndarray,
-                 *, augment: ViewAugment | None = None, size: int | tuple[int, int] = 224, seed: int = 0):
+    def __init__(self, images: Dataset, rows: Sequence[int] | np.ndarray, augment: ViewAugment | None,
+                 size: int | tuple[int, int], seed: int):
         rows = np.asarray(rows, dtype=np.int64)
-        if targets.shape != known.shape or targets.ndim != 2 or len(targets) != len(images):
-            raise ValueError(f"targets {targets.shape} and known {known.shape} must both be (images, findings) "
-                             f"for the {len(images)} images")
         if rows.size and not 0 <= rows.min() <= rows.max() < len(images):
             raise ValueError(f"rows must index the {len(images)} images, not {rows.min()}..{rows.max()}")
-        self.images, self.rows, self.augment, self.seed = images, rows, augment, seed
+        self.images, self.rows, self.augment, self.seed, self.epoch = images, rows, augment, seed, 0
         self.size = augment.size if augment is not None else size
-        self.targets = torch.from_numpy(np.asarray(targets, np.float32))
-        self.known = torch.from_numpy(np.asarray(known, bool))
-        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -86,35 +78,42 @@ class LabelledViews(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def generator(self, row: int) -> torch.Generator:
+        return view_generator(self.seed, self.epoch, row)
+
+
+class LabelledViews(RowViews):
+    """Item k: a `Batch` (no batch dimension) of one view of image `rows[k]`, `targets` (F,)
+    float32 and `known` (F,) bool, its row of the arrays `LabelTable.targets` gives (unknown
+    labels are not counted in the loss), and `index` the image's row."""
+
+    def __init__(self, images: Dataset, targets: np.ndarray, known: np.ndarray, rows: Sequence[int] | np.ndarray,
+                 *, augment: ViewAugment | None = None, size: int | tuple[int, int] = 224, seed: int = 0):
+        if targets.shape != known.shape or targets.ndim != 2 or len(targets) != len(images):
+            raise ValueError(f"targets {targets.shape} and known {known.shape} must both be (images, findings) "
+                             f"for the {len(images)} images")
+        super().__init__(images, rows, augment, size, seed)
+        self.targets = torch.from_numpy(np.asarray(targets, np.float32))
+        self.known = torch.from_numpy(np.asarray(known, bool))
+
     def __getitem__(self, index: int) -> Batch:
         row = int(self.rows[index])
         image = self.images[row][None]
-        if self.augment is None:
-            view = resize_center(image, self.size)
-        else:
-            view = self.augment(image, view_generator(self.seed, self.epoch, row))
+        view = resize_center(image, self.size) if self.augment is None else self.augment(image, self.generator(row))
         return Batch([view[0]], targets=self.targets[row], known=self.known[row], index=torch.tensor(row))
 
 
-class MaskedViews(Dataset):
-    """Image `rows[k]` of `images` with its segmentation mask (`masks[rows[k]]`, (1, H, W) of 0
-    and 1, the image's size), for fine-tuning a segmenter: item k is a `Batch` of one view, its
-    mask moved with it (`ViewAugment.with_masks`: the same crop, turn and flip, nearest) and
-    `index`. Draws as `LabelledViews`'; without `augment`, the centred view and mask at `size`."""
+class MaskedViews(RowViews):
+    """Item k: a `Batch` of one view of image `rows[k]`, its segmentation mask (`masks[row]`,
+    (1, H, W) of 0 and 1, the image's size) moved with it (`ViewAugment.with_masks`: the same
+    crop, turn and flip, nearest; centred and nearest without `augment`) and `index`."""
 
     def __init__(self, images: Dataset, masks: Dataset, rows: Sequence[int] | np.ndarray, *,
                  augment: ViewAugment | None = None, size: int | tuple[int, int] = 224, seed: int = 0):
         if len(masks) != len(images):
             raise ValueError(f"{len(masks)} masks for {len(images)} images")
-        self.images, self.masks, self.rows = images, masks, np.asarray(rows, dtype=np.int64)
-        self.augment, self.seed, self.epoch = augment, seed, 0
-        self.size = augment.size if augment is not None else size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.rows)
+        super().__init__(images, rows, augment, size, seed)
+        self.masks = masks
 
     def __getitem__(self, index: int) -> Batch:
         row = int(self.rows[index])
@@ -124,7 +123,7 @@ class MaskedViews(Dataset):
         if self.augment is None:
             view, moved = resize_center(image, self.size), resize_center(mask, self.size, nearest=True)
         else:
-            view, moved = self.augment.with_masks(image, mask, view_generator(self.seed, self.epoch, row))
+            view, moved = self.augment.with_masks(image, mask, self.generator(row))
         return Batch([view[0]], masks=moved[0], index=torch.tensor(row))
 
 

@@ -7,10 +7,16 @@ complete once its index is renamed into place, so a run killed at any moment los
 shard it was writing, and running again continues: images already in a complete shard are not
 read again, new images in the source are added, and images that failed are tried again (a fixed
 file gets in). An image that cannot be read is recorded with its reason and the rest proceeds.
+
+With `masks` (a manifest column naming each image's segmentation mask, as `cxrfast.data.masks`
+reads it), each mask is read with its image, checked to have the image's size, shrunk as the
+image is (area mean, cut at ½) and stored beside it as uint8 0/1; an image whose mask is missing
+or of another size is recorded as an error like an unreadable one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -26,8 +32,9 @@ from rich.progress import Progress
 from cxrfast.atomic import atomic_path, write_text_atomically
 from cxrfast.data.area_resize import shorter_side_shape, shrink
 from cxrfast.data.loader import one_native_thread
-from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE, PIXEL_DTYPE,
-                                         PIXEL_SCALE, SETTINGS_FILE, shard_paths)
+from cxrfast.data.masks import SEPARATOR, read_mask
+from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE,
+                                         MASK_DTYPE, PIXEL_DTYPE, PIXEL_SCALE, SETTINGS_FILE, mask_path, shard_paths)
 from cxrfast.data.sources import Source, find_sources, load_image
 from cxrfast.errors import DataError
 
@@ -42,29 +49,39 @@ class PrepareReport:
     read: int  # images (and failures) this run read; the rest came from earlier runs
 
 
-def _load(path: Path, size: int) -> tuple:
-    """In a worker: ("ok", uint16 pixels, metadata, source shape) or ("error", reason)."""
+def _load(item: tuple[Path, list[Path] | None], size: int) -> tuple:
+    """In a worker: ("ok", uint16 pixels, metadata, source shape, uint8 mask or None) or ("error", reason)."""
+    path, mask_files = item
     try:
         image = load_image(path)
         pixels = image.pixels
-        shrunk = shrink(pixels, shorter_side_shape(*pixels.shape, size))
+        shape = shorter_side_shape(*pixels.shape, size)
+        shrunk = shrink(pixels, shape)
         stored = np.rint(np.clip(shrunk, 0.0, 1.0) * PIXEL_SCALE).astype(PIXEL_DTYPE)
-        return "ok", stored, image.metadata, pixels.shape
+        mask = None
+        if mask_files is not None:
+            inside = read_mask(mask_files)
+            if inside.shape != pixels.shape:
+                raise DataError(f"mask {'|'.join(map(str, mask_files))}: {inside.shape[0]}×{inside.shape[1]} for a "
+                                f"{pixels.shape[0]}×{pixels.shape[1]} image; a mask must have its image's size")
+            mask = (shrink(inside.astype(np.float32), shape) >= 0.5).astype(MASK_DTYPE)
+        return "ok", stored, image.metadata, pixels.shape, mask
     except Exception as e:  # noqa: BLE001 — any failure of one file is that file's error, not the run's
         return "error", f"{type(e).__name__}: {e}"
 
 
 def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int = 512, workers: int | None = None,
-                  shard_images: int = SHARD_IMAGES, progress: bool = True) -> PrepareReport:
+                  shard_images: int = SHARD_IMAGES, masks: str | None = None, progress: bool = True) -> PrepareReport:
     """Prepare (or finish preparing) the cache of the images under `src` (a folder or a manifest
-    CSV) in `out`, shorter sides shrunk to `size`. `workers`: reading processes (default: the
-    cores; 0 reads in this process)."""
+    CSV) in `out`, shorter sides shrunk to `size`, with the masks the manifest's column `masks`
+    names. `workers`: reading processes (default: the cores; 0 reads in this process)."""
     if size < 1 or shard_images < 1:
         raise ValueError("size and shard_images must be positive")
     sources = find_sources(src)
+    mask_files = _mask_files(Path(src), sources, masks)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    _claim(root, {"format": FORMAT_VERSION, "size": size})
+    _claim(root, {"format": FORMAT_VERSION, "size": size, **({"masks": masks} if masks else {})})
     shards = _complete_shards(root)
     done = {item["name"] for index in shards.values() for item in index["images"]}
     todo = [s for s in sources if s.name not in done]
@@ -76,10 +93,26 @@ def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int =
         for start in range(0, len(todo), shard_images):
             chunk = todo[start:start + shard_images]
             shard = max(shards, default=-1) + 1
-            results = mapper(load, [s.path for s in chunk])
-            shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task))
+            results = mapper(load, [(s.path, mask_files.get(s.name)) for s in chunk])
+            shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task), bool(masks))
     images, errors = _write_manifest(root, sources, shards)
     return PrepareReport(root, images, errors, len(todo))
+
+
+def _mask_files(src: Path, sources: list[Source], column: str | None) -> dict[str, list[Path]]:
+    """Each image's mask files (relative to the manifest's folder), by image name."""
+    if column is None:
+        return {}
+    if not (src.is_file() and src.suffix.lower() == ".csv"):
+        raise DataError(f"{src}: masks are named in a manifest column; give the manifest CSV, not a folder")
+    files = {}
+    for source in sources:
+        if column not in source.columns:
+            raise DataError(f"{src}: no column {column!r} naming the masks")
+        if not source.columns[column]:
+            raise DataError(f"{src}: {source.name} has no mask in {column!r}; every image needs its mask")
+        files[source.name] = [src.parent / name.strip() for name in source.columns[column].split(SEPARATOR)]
+    return files
 
 
 def _claim(root: Path, settings: dict) -> None:
@@ -122,17 +155,22 @@ class _Workers:
             self.pool.join()
 
 
-def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance) -> dict:
+def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance, masked: bool) -> dict:
     data_path, index_path = shard_paths(root, shard)
     index = {"images": [], "errors": []}
     offset = 0
-    with atomic_path(data_path) as partial_data, open(partial_data, "wb") as f:
+    with contextlib.ExitStack() as files:
+        f = files.enter_context(open(files.enter_context(atomic_path(data_path)), "wb"))
+        mask_file = files.enter_context(open(files.enter_context(atomic_path(mask_path(root, shard))), "wb")) \
+            if masked else None
         for source, result in zip(chunk, results):
             if result[0] == "error":
                 index["errors"].append({"name": source.name, "reason": result[1]})
             else:
-                _, pixels, metadata, source_shape = result
+                _, pixels, metadata, source_shape, mask = result
                 f.write(pixels.tobytes())
+                if mask_file is not None:
+                    mask_file.write(mask.tobytes())
                 index["images"].append({"name": source.name, "offset": offset, "rows": pixels.shape[0],
                                         "columns": pixels.shape[1], "source_rows": source_shape[0],
                                         "source_columns": source_shape[1], **metadata})

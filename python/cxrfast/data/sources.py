@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cxrfast.errors import DataError
-from cxrfast.io import read_dicom
+from cxrfast.io import read_dicom, read_header
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -103,6 +103,19 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     metadata = {"patient_id": info.patient_id, "view_position": info.view_position,
                 "study_instance_uid": info.study_instance_uid, "sop_instance_uid": info.sop_instance_uid}
     return LoadedImage(image.pixels, {k: v or "" for k, v in metadata.items()})
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """(rows, columns) of an image from its header alone (DICOM's Rows and Columns, a raster's size)."""
+    path = Path(path)
+    if path.suffix.lower() in RASTER_SUFFIXES:
+        try:
+            with Image.open(path) as image:
+                return image.height, image.width
+        except OSError as e:
+            raise DataError(f"{path}: not a readable PNG/JPEG ({e})") from e
+    info = read_header(path)
+    return info.rows, info.columns
 
 
 def _raster(path: Path) -> np.ndarray:

@@ -7,6 +7,7 @@ from cxrfast.train.finetune import FinetuneResult, Finetuning, finetune
 from cxrfast.train.initial_weights import initial_backbone
 from cxrfast.train.loop import TrainingLoop
 from cxrfast.train.pretrain import Pretraining, RunResult, pretrain
+from cxrfast.train.segmentation import Segmentation
 
 __all__ = ["Classification", "FinetuneConfig", "FinetuneResult", "Finetuning", "PretrainConfig", "Pretraining",
-           "RunResult", "TrainConfig", "TrainingLoop", "finetune", "initial_backbone", "load_config", "pretrain"]
+           "RunResult", "Segmentation", "TrainConfig", "TrainingLoop", "finetune", "initial_backbone", "load_config", "pretrain"]

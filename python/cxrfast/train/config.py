@@ -98,10 +98,10 @@ class PretrainConfig(TrainConfig):
             raise ConfigError(f"data: {self.data} does not exist")
 
 
-TASKS = ("classification",)
+TASKS = ("classification", "segmentation")
 MODES = ("linear", "full", "frozen_then_full")
 SPLITS = ("auto", "official", "patient")
-SELECT_ON = ("auroc", "loss")
+SELECT_ON = ("auto", "auroc", "dice", "loss")
 
 
 @dataclass
@@ -111,7 +111,7 @@ class FinetuneConfig(TrainConfig):
     without a better one."""
 
     task: str = "classification"  # see TASKS
-    data: str = ""  # a prepared cache or a labelled manifest CSV
+    data: str = ""  # a prepared cache or a labelled manifest CSV (segmentation: a manifest with a mask column)
     init: str = "random"  # random | a pretraining run directory | encoder.safetensors | any state-dict file
     backbone: str = "resnet50"
     out: str = "runs/finetune"
@@ -126,7 +126,8 @@ class FinetuneConfig(TrainConfig):
     split_fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validate": 0.1, "test": 0.1})
     image_size: int = 224
     augment: dict[str, Any] = field(default_factory=dict)  # ViewAugment fields over fine-tuning's defaults
-    select_on: str = "auroc"  # the validation mean AUROC (higher is better) or the validation loss
+    select_on: str = "auto"  # auto: the validation mean AUROC (classification) or Dice (segmentation); or loss
+    mask_column: str = "lung_mask"  # segmentation: the manifest column naming each image's mask file(s)
     frozen_epochs: int = 0  # frozen_then_full: epochs that train the classifier alone
     backbone_lr: float | None = None  # per 256 images; default: lr
     layer_decay: float | None = None  # ViTs: layer l trains at layer_decay^(L - l) of the rate (MAE)
@@ -162,6 +163,11 @@ class FinetuneConfig(TrainConfig):
             raise ConfigError("layer_decay and backbone_lr train the backbone; mode linear keeps it frozen")
         if self.single_label and self.pos_weight:
             raise ConfigError("pos_weight weighs independent findings; a single_label task has one class per image")
+        wanted = {"classification": "auroc", "segmentation": "dice"}[self.task]
+        if self.select_on not in ("auto", "loss", wanted):
+            raise ConfigError(f"select_on {self.select_on!r} is not a {self.task} measure: auto, {wanted} or loss")
+        if self.task == "segmentation" and (self.mode != "full" or self.single_label or self.pos_weight):
+            raise ConfigError("segmentation trains mode full, without single_label or pos_weight")
         if self.backbone_lr is not None and self.backbone_lr <= 0:
             raise ConfigError(f"backbone_lr must be positive, not {self.backbone_lr}")
 

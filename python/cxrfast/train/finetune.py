@@ -18,9 +18,6 @@ started, the images of each part, the selected epoch, the validation and test AU
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -29,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrfast.atomic import write_text_atomically
 from cxrfast.data.augment import ViewAugment
 from cxrfast.data.datasets import LabelledViews
 from cxrfast.data.labelled_images import LabelledImages
@@ -51,13 +47,13 @@ from cxrfast.train.initial_weights import initial_backbone
 from cxrfast.train.labelled_split import SPLIT_FILE, choose_split
 from cxrfast.train.linear_features import FeatureRows, classifier_for, into_backbone
 from cxrfast.train.loop import TrainingLoop, resolve_device
+from cxrfast.train.run_files import RUN_FILE, VALIDATION_FILE, log_epoch, write_json
 
 # Fine-tuning's augmentation: a mild random resized crop and ±7° rotation; no flip (laterality:
 # the heart is on the left) and no intensity changes. `augment` in the config overrides fields.
 FINETUNE_AUGMENT = {"scale": (0.8, 1.0), "rotation": 7.0, "hflip": 0.0, "brightness": 0.0, "contrast": 0.0,
                     "gamma": 0.0, "blur": 0.0}
 CLASSIFIER_FILE, PREDICTIONS_FILE, THRESHOLDS_FILE = "classifier.safetensors", "predictions.csv", "thresholds.json"
-VALIDATION_FILE, RUN_FILE = "validation.csv", "run.json"
 
 
 @dataclass(frozen=True)
@@ -72,14 +68,23 @@ class FinetuneResult:
     thresholds: dict[str, float]
     losses: list[float]  # per optimiser step of this call
 
+    def summary(self) -> str:
+        defined = [v for v in self.test_auroc.values() if not math.isnan(v)]
+        mean = f"{sum(defined) / len(defined):.3f}" if defined else "undefined"
+        return (f"{self.steps} steps, epoch {self.best_epoch} selected; test mean AUROC {mean}; "
+                f"classifier: {self.classifier}; predictions: {self.predictions}")
+
 
 def finetune(config: FinetuneConfig | str | os.PathLike, *, overrides: tuple[str, ...] = (), resume: bool = False,
              progress: bool = True) -> FinetuneResult:
     """Runs in the caller's process group if it has joined one, else in torchrun's, else alone."""
     if not isinstance(config, FinetuneConfig):
         config = load_config(config, overrides, kind=FinetuneConfig)
+    from cxrfast.train.segment import Segmenting
+
     with joined_from_environment():
-        return Finetuning(config, resume=resume, progress=progress).run()
+        task = Segmenting if config.task == "segmentation" else Finetuning
+        return task(config, resume=resume, progress=progress).run()
 
 
 def chosen_findings(data: LabelledImages, asked: list[str] | None) -> list[str]:
@@ -162,7 +167,7 @@ class Finetuning:
                 kind = "positive" if not positive[:, f].any() else "negative"
                 raise DataError(f"{where}: no known {kind} of {name!r} among the {len(train)} training images; "
                                 "label more images, raise the label fraction or leave the finding out")
-        if self.config.select_on == "auroc":
+        if self.config.select_on != "loss":
             validate = self.split.validate
             auroc = per_finding_auroc(np.zeros((len(validate), len(self.findings))),
                                       self.targets[validate].numpy(), self.known[validate].numpy())
@@ -174,9 +179,9 @@ class Finetuning:
         """The selection value at an epoch's end (rank 0), logged to validation.csv."""
         loss, auroc = self._evaluate(self.validate)
         mean = mean_defined(auroc)
-        _log_validation(loop.run_dir / VALIDATION_FILE, loop.epoch, loop.step, loss, mean,
-                        dict(zip(self.findings, auroc.tolist())))
-        return -mean if self.config.select_on == "auroc" else loss
+        log_epoch(loop.run_dir / VALIDATION_FILE, loop.epoch,
+                  {"step": loop.step, "loss": loss, "mean_auroc": mean, **dict(zip(self.findings, auroc.tolist()))})
+        return loss if self.config.select_on == "loss" else -mean
 
     def _evaluate(self, items) -> tuple[float, np.ndarray]:
         logits, rows = self._logits(items)
@@ -205,7 +210,7 @@ class Finetuning:
         classifier = run / CLASSIFIER_FILE
         if self.loop.rank == 0:
             self._write_predictions(run / PREDICTIONS_FILE, scores)
-            write_text_atomically(run / THRESHOLDS_FILE, _json(dict(zip(self.findings, thresholds.tolist()))))
+            write_json(run / THRESHOLDS_FILE, dict(zip(self.findings, thresholds.tolist())))
             model = self.objective.model if self.backbone is None else into_backbone(self.objective.model,
                                                                                     self.backbone.cpu())
             export_encoder(model, classifier)
@@ -235,33 +240,4 @@ class Finetuning:
                    "selected_on": c.select_on, "steps": loop.step,
                    **{f"{name}_mean_auroc": mean_defined(np.array(list(a.values()))) for name, a in aurocs.items()},
                    **{f"{name}_auroc": a for name, a in aurocs.items()}}
-        write_text_atomically(path, _json(summary))
-
-
-def _json(value) -> str:
-    """JSON with NaN written as null (an undefined AUROC or threshold), which strict readers accept."""
-    def clean(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), indent=2) + "\n"
-
-
-def _log_validation(path: Path, epoch: int, step: int, loss: float, mean: float, auroc: dict[str, float]) -> None:
-    """Append the epoch's row, first dropping rows of this epoch or later (a resumed run redoes them)."""
-    header = ["epoch", "step", "loss", "mean_auroc", *auroc]
-    rows = []
-    if path.exists():
-        with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f)][1:]
-        rows = [row for row in rows if int(row[0]) < epoch]
-    cell = lambda v: "" if math.isnan(v) else f"{v:.6f}"  # noqa: E731
-    rows.append([str(epoch), str(step), cell(loss), cell(mean), *map(cell, auroc.values())])
-    out = io.StringIO()
-    csv.writer(out).writerows([header, *rows])
-    write_text_atomically(path, out.getvalue())
+        write_json(path, summary)

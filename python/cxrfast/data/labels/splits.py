@@ -45,7 +45,8 @@ def _patients(table: LabelTable, rows: np.ndarray) -> tuple[int, np.ndarray]:
 
 def _per_patient(patient: np.ndarray, n_patients: int, per_image: np.ndarray) -> np.ndarray:
     """(images, findings) flags -> (patients, findings) counts."""
-    return np.stack([np.bincount(patient, column, n_patients) for column in per_image.T], axis=1)
+    counts = [np.bincount(patient, column, n_patients) for column in per_image.T]
+    return np.stack(counts, axis=1) if counts else np.zeros((n_patients, 0))  # no findings: masks only
 
 
 def _apportion(fractions: Sequence[float], n: int) -> np.ndarray:

@@ -142,7 +142,7 @@ class LabelTable:
         Each row has its image in `path_column` (kept as written), optionally `patient_id` (else
         the image is its own patient), `view_position` and `split` (the dataset's own: train,
         validate, test), and the columns `findings` holding 1, 0, -1 or blank; by default every
-        column named in the findings vocabulary."""
+        column named in the findings vocabulary (`[]`: none, for images that carry only masks)."""
         chosen = None if findings is None else tuple(findings)
         optional = ("patient_id", "view_position", "split", *(FINDINGS if chosen is None else ()))
         paths, patients, views, values, split = [], [], [], [], []
@@ -150,7 +150,7 @@ class LabelTable:
         for line, row in read_rows(path, (path_column, *(chosen or ())), optional):
             if chosen is None:
                 chosen = tuple(name for name in row if name in FINDINGS)
-            if not chosen:
+            if not chosen and findings is None:
                 raise DataError(f"{path}: no finding columns: none is named as in the findings vocabulary "
                                 f"({', '.join(FINDINGS)}); name the columns to read")
             image = row[path_column]
@@ -168,7 +168,7 @@ class LabelTable:
         if not paths:
             raise DataError(f"{path}: lists no images")
         return cls(paths=paths, patients=patients, views=views, findings=chosen,
-                   values=np.array(values, np.float32).reshape(-1, len(chosen)), split=split or None)
+                   values=np.array(values, np.float32).reshape(len(paths), len(chosen)), split=split or None)
 
     @classmethod
     def concat(cls, tables: Sequence[LabelTable]) -> LabelTable:
