@@ -231,6 +231,8 @@ def test_outputs_of_a_run(labelled, tmp_path):
     ({"mode": "frozen_then_full"}, ConfigError, "frozen_epochs: give at least 1"),
     ({"uncertainty_per_finding": {"Edema": "ones"}}, ConfigError, "uncertainty: per_finding names 'Edema'"),
     ({"split": "official"}, DataError, "split official, but the labels have no split column"),
+    ({"augment": {"flip": 0.5}}, ConfigError, "augment: .*unexpected keyword argument 'flip'"),
+    ({"augment": {"rotation": 400}}, ConfigError, r"augment: ViewAugment\.rotation = 400 is out of range"),
 ])
 def test_bad_input_fails_before_training(labelled, tmp_path, change, error, message):
     if change.get("init") == "ENCODER_50":

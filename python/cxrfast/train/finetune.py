@@ -53,6 +53,16 @@ from cxrfast.train.run_files import RUN_FILE, VALIDATION_FILE, log_epoch, write_
 # the heart is on the left) and no intensity changes. `augment` in the config overrides fields.
 FINETUNE_AUGMENT = {"scale": (0.8, 1.0), "rotation": 7.0, "hflip": 0.0, "brightness": 0.0, "contrast": 0.0,
                     "gamma": 0.0, "blur": 0.0}
+
+
+def fine_tuning_augment(size: int, overrides: dict) -> ViewAugment:
+    """FINETUNE_AUGMENT at `size` with the config's `augment` fields over it."""
+    try:
+        return ViewAugment(size=size, **{**FINETUNE_AUGMENT, **overrides})
+    except (TypeError, ValueError) as e:  # an unknown field, or a value out of its range
+        raise ConfigError(f"augment: {e}; the fields are ViewAugment's (cxrfast.data.augment)") from e
+
+
 CLASSIFIER_FILE, PREDICTIONS_FILE, THRESHOLDS_FILE = "classifier.safetensors", "predictions.csv", "thresholds.json"
 
 
@@ -128,8 +138,7 @@ class Finetuning:
             self.objective = Classification.for_backbone(backbone, self.findings, frozen_epochs=c.frozen_epochs,
                                                          epochs=c.epochs, backbone_lr_factor=backbone_factor,
                                                          layer_decay=c.layer_decay, **options)
-            augment = ViewAugment(size=c.image_size, **{**FINETUNE_AUGMENT, **c.augment})
-            train = self._views(data, self.split.train, augment)
+            train = self._views(data, self.split.train, fine_tuning_augment(c.image_size, c.augment))
             self.validate, self.test = (self._views(data, rows) for rows in (self.split.validate, self.split.test))
         loader = EpochLoader(train, c.batch_size, workers=0 if c.mode == "linear" else c.workers, seed=c.seed)
         self.loop = TrainingLoop(c, self.objective, loader, run=Path(c.out), device=self.device, resume=resume,

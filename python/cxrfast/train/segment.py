@@ -24,7 +24,6 @@ import torch
 from torch.utils.data import Dataset
 
 from cxrfast.atomic import write_text_atomically
-from cxrfast.data.augment import ViewAugment
 from cxrfast.data.datasets import ImageFiles, MaskedViews
 from cxrfast.data.labels import LabelTable
 from cxrfast.data.loader import EpochLoader
@@ -36,7 +35,7 @@ from cxrfast.models import export_encoder
 from cxrfast.models.backbones import timm_name
 from cxrfast.train.checkpoint import BEST, load_checkpoint
 from cxrfast.train.config import FinetuneConfig
-from cxrfast.train.finetune import FINETUNE_AUGMENT
+from cxrfast.train.finetune import fine_tuning_augment
 from cxrfast.train.initial_weights import initial_backbone
 from cxrfast.train.labelled_split import SPLIT_FILE, choose_split
 from cxrfast.train.loop import TrainingLoop, resolve_device
@@ -107,8 +106,8 @@ class Segmenting:
         stride = self.objective.model.stride
         if c.image_size % stride:
             raise ConfigError(f"image_size {c.image_size} is not divisible by {stride}, the UNet's deepest stride")
-        augment = ViewAugment(size=c.image_size, **{**FINETUNE_AUGMENT, **c.augment})
-        train = MaskedViews(images, masks, self.split.train, augment=augment, seed=c.seed)
+        train = MaskedViews(images, masks, self.split.train, augment=fine_tuning_augment(c.image_size, c.augment),
+                            seed=c.seed)
         self.validate, self.test = (MaskedViews(images, masks, rows, size=c.image_size)
                                     for rows in (self.split.validate, self.split.test))
         loader = EpochLoader(train, c.batch_size, workers=c.workers, seed=c.seed)
