@@ -78,11 +78,9 @@ class Classification(Objective):
         if self.classifier() is self.model:
             return [{"params": head}]
         ids = {id(p) for p in head}
-        backbone = {p for p in self.model.parameters() if id(p) not in ids}
-        if self.layer_decay is None:
-            groups = [{"params": [p for p in self.model.parameters() if p in backbone], "lr_factor": 1.0}]
-        else:
-            groups = layer_decay_groups(self.model, self.layer_decay, backbone)
+        backbone = [p for p in self.model.parameters() if id(p) not in ids]
+        groups = [{"params": backbone, "lr_factor": 1.0}] if self.layer_decay is None else \
+            layer_decay_groups(self.model, self.layer_decay, set(backbone))
         for group in groups:
             group["lr_factor"] *= self.backbone_lr_factor
         return [{"params": head, "lr_factor": 1.0}, *groups]

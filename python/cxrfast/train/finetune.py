@@ -79,8 +79,8 @@ class FinetuneResult:
     losses: list[float]  # per optimiser step of this call
 
     def summary(self) -> str:
-        defined = [v for v in self.test_auroc.values() if not math.isnan(v)]
-        mean = f"{sum(defined) / len(defined):.3f}" if defined else "undefined"
+        mean = mean_defined(np.array(list(self.test_auroc.values())))
+        mean = "undefined" if math.isnan(mean) else f"{mean:.3f}"
         return (f"{self.steps} steps, epoch {self.best_epoch} selected; test mean AUROC {mean}; "
                 f"classifier: {self.classifier}; predictions: {self.predictions}")
 
@@ -118,9 +118,7 @@ class Finetuning:
         except ValueError as e:
             raise ConfigError(f"uncertainty: {e}") from e
         self.targets, self.known = torch.from_numpy(targets), torch.from_numpy(known)
-        self.split = choose_split(self.table, self.labels_file, split=c.split, fractions=c.split_fractions,
-                                  label_fraction=c.label_fraction, seed=c.seed, policy=c.uncertainty,
-                                  per_finding=c.uncertainty_per_finding)
+        self.split = choose_split(self.table, self.labels_file, c)
         self._check_labels()
         pos_weight = positive_weights(self.targets[self.split.train], self.known[self.split.train],
                                       self.findings) if c.pos_weight else None

@@ -24,6 +24,7 @@ import numpy as np
 from cxrfast.atomic import write_text_atomically
 from cxrfast.data.labels import LabelTable, label_fraction_subsets, official_split, split_by_patient
 from cxrfast.errors import DataError
+from cxrfast.train.config import FinetuneConfig
 
 PARTS = ("train", "validate", "test")
 SPLIT_FILE = "split.csv"
@@ -49,8 +50,10 @@ class LabelledSplit:
         return write_text_atomically(path, out.getvalue())
 
 
-def choose_split(table: LabelTable, labels_file: Path, *, split: str, fractions: Mapping[str, float],
-                 label_fraction: float, seed: int, policy: str, per_finding: Mapping[str, str]) -> LabelledSplit:
+def choose_split(table: LabelTable, labels_file: Path, config: FinetuneConfig) -> LabelledSplit:
+    """The parts of `table` as `config` asks (`split`, `split_fractions`, `label_fraction`, `seed`,
+    and the uncertainty policies the fraction's stratification counts positives under)."""
+    split, fractions, seed = config.split, config.split_fractions, config.seed
     if set(fractions) != set(PARTS):
         raise DataError(f"split_fractions must name {', '.join(PARTS)}, not {', '.join(fractions)}")
     official = split != "patient" and table.split is not None
@@ -70,7 +73,9 @@ def choose_split(table: LabelTable, labels_file: Path, *, split: str, fractions:
         if not len(parts[name]):
             raise DataError(f"{labels_file}: the {name} split is empty ({len(table)} images, "
                             f"{len(set(table.patients))} patients); label more images or change split_fractions")
-    train = label_fraction_subsets(table, parts["train"], (label_fraction,), seed, policy, per_finding)[label_fraction]
+    fraction = config.label_fraction
+    train = label_fraction_subsets(table, parts["train"], (fraction,), seed, config.uncertainty,
+                                   config.uncertainty_per_finding)[fraction]
     return LabelledSplit(train, np.setdiff1d(parts["train"], train), parts["validate"], parts["test"], official)
 
 

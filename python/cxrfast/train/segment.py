@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from cxrfast.data.masks import MaskFiles
 from cxrfast.data.prepared_cache import MANIFEST_FILE, CachedMasks, PreparedCache, is_prepared_cache
 from cxrfast.data.sources import Source, image_shape
 from cxrfast.errors import ConfigError, DataError
+from cxrfast.eval.auroc import mean_defined
 from cxrfast.models import export_encoder
 from cxrfast.models.backbones import timm_name
 from cxrfast.train.checkpoint import BEST, load_checkpoint
@@ -61,11 +61,6 @@ class SegmentationResult:
                 f"segmenter: {self.segmenter}; predictions: {self.predictions}")
 
 
-def _mean(dice: torch.Tensor) -> float:
-    defined = dice[~dice.isnan()]
-    return float(defined.mean()) if len(defined) else math.nan
-
-
 def _masked_images(data: Path, column: str) -> tuple[LabelTable, Dataset, Dataset, Path]:
     """(the table of patients, the images, their masks, the file to name in errors) of a prepared
     cache with masks or of a manifest whose `column` names them."""
@@ -93,9 +88,7 @@ class Segmenting:
         self.config = c = config
         self.table, images, masks, manifest = _masked_images(Path(c.data), c.mask_column)
         table = self.table
-        self.split = choose_split(table, manifest, split=c.split, fractions=c.split_fractions,
-                                  label_fraction=c.label_fraction, seed=c.seed, policy=c.uncertainty,
-                                  per_finding=c.uncertainty_per_finding)
+        self.split = choose_split(table, manifest, c)
         self.device = resolve_device(c.device)
         torch.manual_seed(c.seed)
         backbone, self.init = initial_backbone(c.backbone, c.init, c.image_size)
@@ -122,7 +115,7 @@ class Segmenting:
 
     def _validate(self, loop: TrainingLoop) -> float:
         dice, _, loss = self._predict(self.validate)
-        mean = _mean(dice)
+        mean = mean_defined(dice.numpy())
         log_epoch(loop.run_dir / VALIDATION_FILE, loop.epoch,
                   {"step": loop.step, "loss": loss, "mean_dice": mean, "empty_masks": int(dice.isnan().sum())})
         return loss if self.config.select_on == "loss" else -mean
@@ -133,7 +126,7 @@ class Segmenting:
         if loop.best_epoch and (run / BEST).is_file():
             self.objective.load_state_dict(load_checkpoint(run / BEST)["model"])
         parts = {name: self._predict(items) for name, items in (("validate", self.validate), ("test", self.test))}
-        means = {name: _mean(dice) for name, (dice, _, _) in parts.items()}
+        means = {name: mean_defined(dice.numpy()) for name, (dice, _, _) in parts.items()}
         if loop.rank == 0:
             self._write_predictions(run / PREDICTIONS_FILE, parts)
             export_encoder(self.objective.model, run / SEGMENTER_FILE)
