@@ -48,6 +48,21 @@ def _prepare(args) -> int:
     return 0
 
 
+def _manifest(args) -> int:
+    if args.dataset == "jsrt":
+        from cxrfast.data.jsrt import write_jsrt_manifest
+
+        manifest = write_jsrt_manifest(args.images, args.scr, args.out, test_fold=args.test_fold)
+    else:
+        from cxrfast.data.montgomery import write_montgomery_manifest
+
+        manifest = write_montgomery_manifest(args.root, args.out)
+    with open(manifest, encoding="utf-8") as f:
+        rows = sum(1 for _ in f) - 1
+    Console().print(f"{rows} images with their masks: {manifest}")
+    return 0
+
+
 # Flags for the keys set most often; any other key goes through --set key=value.
 _PRETRAIN_FLAGS = ("method", "data", "backbone", "out", "epochs", "batch_size", "image_size", "workers", "device",
                    "loader")
@@ -177,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--masks", default=None, metavar="COLUMN",
                          help="cache the segmentation masks this manifest column names (e.g. lung_mask) with the images")
     prepare.set_defaults(run=_prepare)
+    manifest = command("manifest", help="write the segmentation manifest of a public lung-mask set")
+    sets = manifest.add_subparsers(dest="dataset", required=True)
+    jsrt = sets.add_parser("jsrt", help="JSRT's .IMG films with SCR's masks",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    jsrt.add_argument("images", help="JSRT's All247images folder")
+    jsrt.add_argument("scr", help="SCR's folder holding fold1/ and fold2/")
+    jsrt.add_argument("--test-fold", type=int, default=2, choices=(1, 2), help="the SCR fold tested on")
+    jsrt.add_argument("--out", default=None, help="the manifest CSV; None: IMAGES/jsrt.csv")
+    montgomery = sets.add_parser("montgomery", help="the Montgomery County set's PNGs with their ManualMask PNGs",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    montgomery.add_argument("root", help="the MontgomerySet folder")
+    montgomery.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/montgomery.csv")
+    manifest.set_defaults(run=_manifest)
     _training_parsers(commands)
     demo = command("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
     demo.add_argument("out", nargs="?", default="demo", help="the demo's folder")

@@ -206,7 +206,7 @@ def test_augmented_views(constant_cache, dicom_folder):
 def test_errors_name_the_problem(tmp_path, dicom_folder):
     with pytest.raises(DataError, match="no batch of 64"):
         DaliLoader(dicom_folder, 64)
-    with pytest.raises(DataError, match="no DICOM, PNG or JPEG"):
+    with pytest.raises(DataError, match="no DICOM, PNG, JPEG or JSRT .IMG files"):
         DaliLoader(tmp_path, 1)
     with pytest.raises(ValueError, match="crops must be a non-empty list of Crops"):
         DaliLoader(dicom_folder, 1, crops=[ViewAugment()])

@@ -68,7 +68,8 @@ def test_a_mask_may_be_the_union_of_files(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("path,lungs\nimage.png,\n", r"m\.csv: line 2: lungs is blank"),
     ("path,lungs\nimage.png,missing.png\n", r"m\.csv: line 2: mask .*missing\.png not found"),
-    ("path,lungs\nimage.png,mask.png\n", r"mask\.png: a 10×12 mask for the 10×13 image image\.png"),
+    ("path,lungs\nimage.png,mask.png\n", r"mask\.png: a 10×12 mask for the 10×13 image image\.png; a mask must "
+                                         "have its image's size or that size divided by a whole factor"),
     ("path,other\nimage.png,mask.png\n", r"missing column\(s\) 'lungs'"),
 ])
 def test_bad_masks_name_the_file(tmp_path, text, message):
@@ -130,7 +131,7 @@ def test_prepare_reports_an_image_whose_mask_does_not_fit(archive, tmp_path):
     report = prepare_cache(manifest, tmp_path / "cache", size=32, workers=0, masks=MASK_COLUMN, progress=False)
     assert (report.images, report.errors) == (3, 1)
     errors = _rows(tmp_path / "cache" / "errors.csv")
-    assert errors[0]["name"] == rows[1]["path"] and "10×10 for a 72×64 image" in errors[0]["reason"]
+    assert errors[0]["name"] == rows[1]["path"] and "a 10×10 mask for the 72×64 image" in errors[0]["reason"]
     with pytest.raises(DataError, match="give the manifest CSV, not a folder"):
         prepare_cache(archive.parent, tmp_path / "folder", masks=MASK_COLUMN, workers=0, progress=False)
     with pytest.raises(DataError, match="no column 'heart'"):

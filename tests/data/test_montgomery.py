@@ -52,3 +52,13 @@ def test_an_image_without_its_masks_is_an_error(tmp_path):
         write_montgomery_manifest(tmp_path)
     with pytest.raises(DataError, match="no CXR_png/ folder"):
         write_montgomery_manifest(tmp_path / "ManualMask")
+
+
+def test_the_command_line_writes_the_manifest(tmp_path, capsys):
+    from cxrfast.cli import main
+
+    _layout(tmp_path / "MontgomerySet")
+    assert main(["manifest", "montgomery", str(tmp_path / "MontgomerySet")]) == 0
+    assert "3 images with their masks" in capsys.readouterr().out
+    assert (tmp_path / "MontgomerySet" / "montgomery.csv").read_text() == write_montgomery_manifest(
+        tmp_path / "MontgomerySet", tmp_path / "MontgomerySet" / "api.csv").read_text()

@@ -161,7 +161,7 @@ def test_settings_and_folders_are_checked(dataset, tmp_path):
     with pytest.raises(DataError, match="not empty"):
         prepare_cache(src, tmp_path / "busy", size=SIZE, workers=0, progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no DICOM, PNG or JPEG"):
+    with pytest.raises(DataError, match="no DICOM, PNG, JPEG or JSRT .IMG files"):
         prepare_cache(tmp_path / "empty", tmp_path / "other", workers=0, progress=False)
     with pytest.raises(DataError, match="not a prepared cache"):
         PreparedCache(tmp_path / "empty")

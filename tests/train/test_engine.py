@@ -229,7 +229,7 @@ def test_schedule_shape():
     (dict(optimizer="sgd"), ConfigError, "unknown optimizer 'sgd'"),
     (dict(data="/nonexistent/folder"), ConfigError, "does not exist"),
     (dict(batch_size=64), ConfigError, "make no optimiser step"),
-    (dict(empty=True), DataError, "no DICOM, PNG or JPEG files"),
+    (dict(empty=True), DataError, "no DICOM, PNG, JPEG or JSRT .IMG files"),
 ])
 def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, message):
     data = tmp_path / "empty" if change.pop("empty", False) else phantoms

@@ -35,9 +35,9 @@ FINDINGS = ["Cardiomegaly", "Pleural Effusion"]
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     """40 phantoms (one per patient) with common cardiomegaly and effusion: every part of a
-    20/10/10 split has both classes of both."""
+    20/10/10 split has both classes of both; and their lung masks."""
     out = tmp_path_factory.mktemp("labelled")
-    return write_phantom_archive(out, 40, rows=64, progress=False,
+    return write_phantom_archive(out, 40, rows=64, progress=False, lung_masks=True,
                                  findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.4)}))
 
 
@@ -243,19 +243,25 @@ def test_bad_input_fails_before_training(labelled, tmp_path, change, error, mess
     assert not out.exists()  # nothing written, not even the config
 
 
-def _cli_arguments(labels, out) -> list[str]:
+def _cli_arguments(labels, out, task: str = "classification") -> list[str]:
     settings = ["epochs=3", "batch_size=4", "image_size=32", "workers=0", "checkpoint_every=1", "keep_checkpoints=2",
                 "log_every=1", "patience=none", "findings=['Cardiomegaly', 'Pleural Effusion']",
                 "split_fractions={train = 0.5, validate = 0.25, test = 0.25}"]
-    return ["--data", str(labels), "--backbone", "resnet18", "--out", str(out), "--quiet",
+    return ["--data", str(labels), "--task", task, "--backbone", "resnet18", "--out", str(out), "--quiet",
             *[a for s in settings for a in ("--set", s)]]
 
 
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(labelled, tmp_path, one_thread):
+# What each task writes from the selected model: its predictions, logs and weights.
+_OUTPUTS = {"classification": ("predictions.csv", "thresholds.json", "classifier.safetensors"),
+            "segmentation": ("predictions_segmentation.csv", "segmenter.safetensors")}
+
+
+@pytest.mark.parametrize("task", sorted(_OUTPUTS))
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(labelled, tmp_path, one_thread, task):
     """SIGKILL mid-run, then `--resume`: the same weights, validation log and predictions, bitwise."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert main(["finetune", *_cli_arguments(labelled, whole)]) == 0
-    command = [sys.executable, "-m", "cxrfast.cli", "finetune", *_cli_arguments(labelled, killed)]
+    assert main(["finetune", *_cli_arguments(labelled, whole, task)]) == 0
+    command = [sys.executable, "-m", "cxrfast.cli", "finetune", *_cli_arguments(labelled, killed, task)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=one_thread)
     deadline = time.monotonic() + 120
     while not (killed / "checkpoint-00000007.pt").exists() and process.poll() is None and time.monotonic() < deadline:
@@ -264,12 +270,13 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(labelled, tmp_path, 
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert 7 <= int(checkpoints(killed)[-1].stem.split("-")[1]) < 15  # 5 steps per epoch, 3 epochs
-    assert main(["finetune", *_cli_arguments(labelled, killed), "--resume"]) == 0
-    for name in ("predictions.csv", "validation.csv", "thresholds.json", "split.csv"):
+    assert main(["finetune", *_cli_arguments(labelled, killed, task), "--resume"]) == 0
+    *written, weights = _OUTPUTS[task]
+    for name in (*written, "validation.csv", "split.csv"):
         assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
     steps = lambda run: [(r["step"], r["loss"], r["lr"]) for r in _rows(run / "metrics.csv")]  # noqa: E731
     assert steps(killed) == steps(whole)  # every step's loss, those after the resume too (not its speed)
-    resumed, uninterrupted = (read_state_dict(run / "classifier.safetensors") for run in (killed, whole))
+    resumed, uninterrupted = (read_state_dict(run / weights) for run in (killed, whole))
     assert resumed.keys() == uninterrupted.keys()  # (safetensors writes its metadata in no fixed order)
     for name, value in uninterrupted.items():
         assert torch.equal(resumed[name], value), name

@@ -34,7 +34,7 @@ from cxrfast.io.dicom_header import DicomInfo, ParsedFile, read_parsed
 from cxrfast.io.dicom_pixels import codestream, codestream_shape, frame_fragments
 from cxrfast.io.dicom_uids import HTJ2K, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, JPEG2000Lossless
 from cxrfast.data.prepared_cache import PIXEL_SCALE, PreparedCache, is_prepared_cache
-from cxrfast.data.sources import find_sources, load_image
+from cxrfast.data.sources import NOT_DICOM_SUFFIXES, find_sources, load_image
 
 # JPEG 2000 (lossless, lossy) and HTJ2K (lossless, RPCL, lossy): what `fn.decoders.image` decodes
 # on CPU and GPU alike. JPEG-LS and lossless JPEG it does not; baseline JPEG of a radiograph is
@@ -214,6 +214,6 @@ class PipelineSamples:
         if self.cache is not None:
             return _pixels_sample(self.cache.pixels(index), DISPLAY_VALUES)
         path = self.paths[index]
-        if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        if path.suffix.lower() in NOT_DICOM_SUFFIXES:
             return _display_sample(load_image(path).pixels)
         return dicom_sample(path, self.decoder_scales)

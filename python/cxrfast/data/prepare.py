@@ -9,9 +9,10 @@ read again, new images in the source are added, and images that failed are tried
 file gets in). An image that cannot be read is recorded with its reason and the rest proceeds.
 
 With `masks` (a manifest column naming each image's segmentation mask, as `cxrfast.data.masks`
-reads it), each mask is read with its image, checked to have the image's size, shrunk as the
-image is (area mean, cut at ½) and stored beside it as uint8 0/1; an image whose mask is missing
-or of another size is recorded as an error like an unreadable one.
+reads it), each mask is read with its image, checked to fit the image's size (its own, or a whole
+fraction of it, scaled up), shrunk as the image is (area mean, cut at ½) and stored beside it as
+uint8 0/1; an image whose mask is missing or does not fit is recorded as an error like an
+unreadable one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from rich.progress import Progress
 from cxrfast.atomic import atomic_path, write_text_atomically
 from cxrfast.data.area_resize import shorter_side_shape, shrink
 from cxrfast.data.loader import one_native_thread
-from cxrfast.data.masks import SEPARATOR, read_mask
+from cxrfast.data.masks import SEPARATOR, fit_mask, read_mask
 from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE,
                                          MASK_DTYPE, PIXEL_DTYPE, PIXEL_SCALE, SETTINGS_FILE, mask_path, shard_paths)
 from cxrfast.data.sources import Source, find_sources, load_image
@@ -60,10 +61,8 @@ def _load(item: tuple[Path, list[Path] | None], size: int) -> tuple:
         stored = np.rint(np.clip(shrunk, 0.0, 1.0) * PIXEL_SCALE).astype(PIXEL_DTYPE)
         mask = None
         if mask_files is not None:
-            inside = read_mask(mask_files)
-            if inside.shape != pixels.shape:
-                raise DataError(f"mask {'|'.join(map(str, mask_files))}: {inside.shape[0]}×{inside.shape[1]} for a "
-                                f"{pixels.shape[0]}×{pixels.shape[1]} image; a mask must have its image's size")
+            inside = fit_mask(read_mask(mask_files), pixels.shape, f"mask {SEPARATOR.join(map(str, mask_files))}",
+                              str(path))
             mask = (shrink(inside.astype(np.float32), shape) >= 0.5).astype(MASK_DTYPE)
         return "ok", stored, image.metadata, pixels.shape, mask
     except Exception as e:  # noqa: BLE001 — any failure of one file is that file's error, not the run's

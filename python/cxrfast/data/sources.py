@@ -1,10 +1,10 @@
-"""Where a dataset's images are and how one is read: a folder tree of DICOM, PNG (8 or 16 bit)
-and JPEG files, or a manifest CSV naming them.
+"""Where a dataset's images are and how one is read: a folder tree of DICOM, PNG (8 or 16 bit),
+JPEG and JSRT `.IMG` files, or a manifest CSV naming them.
 
 Every image is read into float32 display values in [0, 1]: DICOM through `read_dicom`'s display
 stage (modality LUT, VOI, MONOCHROME1 inversion), PNG and JPEG by their bit depth (255 or
-65535 is 1). Colour PNG/JPEG files are converted to luminance, as a radiograph saved in colour
-carries nothing else.
+65535 is 1), JSRT's raw films as `cxrfast.data.jsrt` reads them. Colour PNG/JPEG files are
+converted to luminance, as a radiograph saved in colour carries nothing else.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrfast.data import jsrt
 from cxrfast.errors import DataError
 from cxrfast.io import read_dicom, read_header
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
+NOT_DICOM_SUFFIXES = RASTER_SUFFIXES + (jsrt.SUFFIX,)  # files read whole by `load_image`, never by a DICOM decoder
 _DICM_OFFSET = 128  # the DICOM preamble, then "DICM" (PS3.10 7.1)
 
 
@@ -53,13 +55,13 @@ def find_sources(root: str | os.PathLike) -> list[Source]:
     sources = [Source(path, path.relative_to(root).as_posix()) for path in sorted(root.rglob("*"))
                if path.is_file() and _is_image(path)]
     if not sources:
-        raise DataError(f"{root}: no DICOM, PNG or JPEG files found")
+        raise DataError(f"{root}: no DICOM, PNG, JPEG or JSRT .IMG files found")
     return sources
 
 
 def _is_image(path: Path) -> bool:
     suffix = path.suffix.lower()
-    if suffix in DICOM_SUFFIXES + RASTER_SUFFIXES:
+    if suffix in DICOM_SUFFIXES + NOT_DICOM_SUFFIXES:
         return True
     if suffix:
         return False
@@ -89,10 +91,12 @@ def _manifest_sources(manifest: Path) -> list[Source]:
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Display values of one image and what its header says about it (DICOM's Patient ID, View
-    Position and UIDs; nothing for PNG/JPEG). Raises DicomError or DataError naming the file."""
+    Position and UIDs; nothing for PNG, JPEG or JSRT). Raises DicomError or DataError naming the file."""
     path = Path(path)
     if path.suffix.lower() in RASTER_SUFFIXES:
         return LoadedImage(_raster(path), {})
+    if path.suffix.lower() == jsrt.SUFFIX:
+        return LoadedImage(jsrt.read_jsrt(path), {})
     image = read_dicom(path, stage="display")
     info = image.info
     if info.frames != 1:
@@ -106,8 +110,11 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:
-    """(rows, columns) of an image from its header alone (DICOM's Rows and Columns, a raster's size)."""
+    """(rows, columns) of an image from its header alone (DICOM's Rows and Columns, a raster's size,
+    JSRT's fixed one once the file's byte count is checked)."""
     path = Path(path)
+    if path.suffix.lower() == jsrt.SUFFIX:
+        return jsrt.read_jsrt_shape(path)
     if path.suffix.lower() in RASTER_SUFFIXES:
         try:
             with Image.open(path) as image:
