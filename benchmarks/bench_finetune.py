@@ -29,7 +29,7 @@ from cxrfast.losses import findings_bce
 from cxrfast.models import create_backbone
 from cxrfast.train import TrainConfig, TrainingLoop
 from cxrfast.train.classification import Classification
-from cxrfast.eval.features import encode
+from cxrfast.train.features import encode
 from cxrfast.train.linear_features import FeatureRows, classifier_for
 
 IMAGES, SIZE, BATCH, EPOCHS, LR = 64, 128, 16, 100, 0.05

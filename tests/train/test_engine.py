@@ -20,7 +20,7 @@ from cxrfast.data.augment import Crops, ViewAugment
 from cxrfast.data.datasets import SSLViews
 from cxrfast.data.loader import EpochLoader
 from cxrfast.errors import ConfigError, DataError
-from cxrfast.eval.linear_probe import ProbeSet, linear_probe
+from cxrfast.train.linear_probe import ProbeSet, linear_probe
 from cxrfast.methods import Objective
 from cxrfast.models import create_backbone, import_timm
 from cxrfast.schedules import warmup_cosine

@@ -16,7 +16,7 @@ from cxrfast.data.loader import EpochLoader
 from cxrfast.models import create_backbone
 from cxrfast.train import TrainConfig, TrainingLoop
 from cxrfast.train.classification import Classification
-from cxrfast.eval.features import encode
+from cxrfast.train.features import encode
 from cxrfast.train.linear_features import FeatureRows, classifier_for, into_backbone
 
 SIZE = 48

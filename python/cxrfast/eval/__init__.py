@@ -1,12 +1,13 @@
-"""Evaluation: the linear probe, `predictions.csv` (what a fine-tuned model said of each image),
-per-finding AUROC, operating points chosen on validation, per-image Dice of segmentation masks
-(and, to come, the statistics papers report)."""
+"""Evaluation as radiology papers report it, on numpy and scipy alone (no torch): `predictions.csv`
+(what a fine-tuned model said of each image), per-finding AUROC, DeLong's CI and paired test,
+operating points chosen on validation, and per-image Dice of segmentation masks."""
 
-from cxrfast.eval.auroc import mean_defined, per_finding_auroc
+from cxrfast.eval.auroc import auroc, mean_defined, per_finding_auroc, placements
+from cxrfast.eval.delong import AurocInterval, DelongTest, delong_interval, delong_test
 from cxrfast.eval.dice import per_image_dice
-from cxrfast.eval.linear_probe import ProbeResult, ProbeSet, linear_probe
 from cxrfast.eval.predictions import Predictions
 from cxrfast.eval.thresholds import per_finding, sensitivity_threshold, youden_threshold
 
-__all__ = ["Predictions", "ProbeResult", "ProbeSet", "linear_probe", "mean_defined", "per_finding",
-           "per_finding_auroc", "per_image_dice", "sensitivity_threshold", "youden_threshold"]
+__all__ = ["AurocInterval", "DelongTest", "Predictions", "auroc", "delong_interval", "delong_test", "mean_defined",
+           "per_finding", "per_finding_auroc", "per_image_dice", "placements", "sensitivity_threshold",
+           "youden_threshold"]

@@ -5,9 +5,11 @@ from cxrfast.train.classification import Classification
 from cxrfast.train.config import FinetuneConfig, PretrainConfig, TrainConfig, load_config
 from cxrfast.train.finetune import FinetuneResult, Finetuning, finetune
 from cxrfast.train.initial_weights import initial_backbone
+from cxrfast.train.linear_probe import ProbeResult, ProbeSet, linear_probe
 from cxrfast.train.loop import TrainingLoop
 from cxrfast.train.pretrain import Pretraining, RunResult, pretrain
 from cxrfast.train.segmentation import Segmentation
 
 __all__ = ["Classification", "FinetuneConfig", "FinetuneResult", "Finetuning", "PretrainConfig", "Pretraining",
-           "RunResult", "Segmentation", "TrainConfig", "TrainingLoop", "finetune", "initial_backbone", "load_config", "pretrain"]
+           "ProbeResult", "ProbeSet", "RunResult", "Segmentation", "TrainConfig", "TrainingLoop", "finetune",
+           "initial_backbone", "linear_probe", "load_config", "pretrain"]

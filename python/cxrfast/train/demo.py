@@ -18,7 +18,7 @@ from rich.table import Table
 
 from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.data.prepare import prepare_cache
-from cxrfast.eval.linear_probe import ProbeSet, linear_probe
+from cxrfast.train.linear_probe import ProbeSet, linear_probe
 from cxrfast.models import create_backbone
 from cxrfast.train.checkpoint import latest_checkpoint
 from cxrfast.train.config import load_config

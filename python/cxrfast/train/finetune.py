@@ -33,7 +33,7 @@ from cxrfast.data.labels.findings import COMPETITION_FINDINGS
 from cxrfast.data.loader import EpochLoader
 from cxrfast.errors import ConfigError, DataError
 from cxrfast.eval.auroc import mean_defined, per_finding_auroc
-from cxrfast.eval.features import encode
+from cxrfast.train.features import encode
 from cxrfast.eval.predictions import Predictions
 from cxrfast.eval.thresholds import per_finding, youden_threshold
 from cxrfast.losses import positive_weights

@@ -2,7 +2,7 @@
 only the classifier trained on them, epoch after epoch (solo-learn's linear evaluation runs the
 frozen backbone on every batch of every epoch instead).
 
-The features are `cxrfast.eval.features.encode`'s (centred views, the backbone in eval and
+The features are `cxrfast.train.features.encode`'s (centred views, the backbone in eval and
 inference mode: nothing about it moves). The trained classifier goes back into the backbone
 (`into_backbone`), so linear mode exports the same timm layout as full fine-tuning.
 """

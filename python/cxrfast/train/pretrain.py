@@ -23,7 +23,7 @@ from cxrfast.data.datasets import ImageFiles, SSLViews
 from cxrfast.data.loader import EpochLoader
 from cxrfast.data.prepared_cache import PreparedCache, is_prepared_cache
 from cxrfast.errors import ConfigError
-from cxrfast.eval.linear_probe import ProbeResult, ProbeSet, linear_probe
+from cxrfast.train.linear_probe import ProbeResult, ProbeSet, linear_probe
 from cxrfast.methods import method_class
 from cxrfast.models import create_backbone, export_encoder
 from cxrfast.models.backbones import timm_name

@@ -6,8 +6,8 @@ Labels are a `LabelTable` read from a manifest CSV or a prepared cache's manifes
 the source manifest's columns; uncertain (−1) and blank labels are left out of that finding's
 fit and score. The split is `split_by_patient`'s, and a label fraction below 1 fits on the nested
 subset `label_fraction_subsets` draws from the training part. Features are the backbone's pooled
-output on the centred view (`cxrfast.eval.features.encode`), standardised on the rows fitted; scikit-learn fits
-and scores. A finding without both classes among the rows fitted or scored has an undefined
+output on the centred view (`cxrfast.train.features.encode`), standardised on the rows fitted;
+scikit-learn fits and scores. A finding without both classes among the rows fitted or scored has an undefined
 AUROC: NaN in the result, left out of the mean.
 """
 
@@ -24,7 +24,7 @@ from cxrfast.data.datasets import LabelledViews
 from cxrfast.data.labelled_images import LabelledImages
 from cxrfast.data.labels import label_fraction_subsets, split_by_patient
 from cxrfast.errors import DataError
-from cxrfast.eval.features import encode
+from cxrfast.train.features import encode
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.data.prepare import prepare_cache
 from cxrfast.data.synthetic import FINDINGS, Finding, Findings
 from cxrfast.errors import DataError
-from cxrfast.eval.linear_probe import ProbeSet, features, fit_and_score, linear_probe
+from cxrfast.train.linear_probe import ProbeSet, features, fit_and_score, linear_probe
 from cxrfast.io import read_dicom
 from cxrfast.models import create_backbone
 
