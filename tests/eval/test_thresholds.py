@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cxrfast.eval.thresholds import per_finding, sensitivity_threshold, youden_threshold
+from cxrfast.eval.thresholds import per_finding, sensitivity_threshold, specificity_threshold, youden_threshold
 
 
 def _rates(scores, targets, t):
@@ -23,6 +23,11 @@ def _brute_youden(scores, targets):
 
 def _brute_sensitivity(scores, targets, wanted):
     return max(t for t in np.unique(scores) if _rates(scores, targets, t)[0] >= wanted)
+
+
+def _brute_specificity(scores, targets, wanted):
+    allowed = [t for t in np.unique(scores) if _rates(scores, targets, t)[1] >= wanted]
+    return min(allowed) if allowed else math.inf
 
 
 def _case(seed, n=60):
@@ -57,3 +62,13 @@ def test_one_class_has_no_threshold_and_per_finding_uses_known_labels():
     assert got[0] == _brute_youden(scores[10:], targets[10:]) and math.isnan(got[1])
     with pytest.raises(ValueError, match=r"sensitivity must be in \(0, 1\]"):
         sensitivity_threshold(scores, targets, 0.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("wanted", [0.5, 0.9, 1.0])
+def test_specificity_equals_the_brute_force_search(seed, wanted):
+    scores, targets = _case(seed)
+    assert specificity_threshold(scores, targets, wanted) == _brute_specificity(scores, targets, wanted)
+    assert math.isnan(specificity_threshold(scores, np.zeros_like(targets), wanted))
+    with pytest.raises(ValueError, match="specificity must be in"):
+        specificity_threshold(scores, targets, 0)

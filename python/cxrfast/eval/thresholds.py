@@ -44,6 +44,19 @@ def sensitivity_threshold(scores: np.ndarray, targets: np.ndarray, sensitivity: 
     return float(thresholds[np.argmax(tpr >= sensitivity)])  # tpr rises as t falls; it reaches 1
 
 
+def specificity_threshold(scores: np.ndarray, targets: np.ndarray, specificity: float) -> float:
+    """The smallest score t whose specificity is at least `specificity` (0 < specificity ≤ 1): the
+    most sensitive such point; +inf (nothing positive) when even the largest score is too low a bar."""
+    if not 0 < specificity <= 1:
+        raise ValueError(f"specificity must be in (0, 1], not {specificity}")
+    curve = _curve(np.asarray(scores, np.float64), np.asarray(targets))
+    if curve is None:
+        return math.nan
+    thresholds, _, fpr = curve
+    allowed = np.flatnonzero(fpr <= 1 - specificity + 1e-12)  # fpr rises as t falls
+    return float(thresholds[allowed[-1]]) if len(allowed) else math.inf
+
+
 def per_finding(choose, scores: np.ndarray, targets: np.ndarray, known: np.ndarray, *args) -> np.ndarray:
     """(F,) `choose(scores, targets, *args)` of each finding over its known labels: e.g.
     `per_finding(youden_threshold, scores, targets, known)`."""
