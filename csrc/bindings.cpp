@@ -9,15 +9,18 @@
 #include <omp.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dicom/parser.h"
 #include "dicom/pixels.h"
 #include "dicom/rle.h"
 #include "sparse/depthwise.h"
+#include "stats/bootstrap_auroc.h"
 
 namespace py = pybind11;
 using namespace cxrfast::dicom;
@@ -167,6 +170,51 @@ void check_size(const py::array& a, int64_t expected, const char* what) {
     throw py::value_error(std::string(what) + " holds " + std::to_string(a.size()) + " values, " +
                           std::to_string(expected) + " expected");
   }
+}
+
+using Flags = py::array_t<uint8_t, py::array::c_style>;
+
+// Every index the bootstrap walk follows, checked before it runs: draws and units inside [0, U),
+// each order row a permutation of the images, and the weighted counts inside int64.
+cxrfast::stats::BootstrapShape bootstrap_shape(const Indices& draws, const Indices& unit, int64_t units,
+                                               const Indices& order, const Flags& first, const Flags& positive) {
+  if (draws.ndim() != 2) throw py::value_error("draws must be (B, M) int64");
+  if (unit.ndim() != 1 || positive.ndim() != 1 || unit.shape(0) != positive.shape(0)) {
+    throw py::value_error("unit and positive must be (N,) each");
+  }
+  if (order.ndim() != 2 || order.shape(1) != unit.shape(0)) throw py::value_error("order must be (K, N) int64");
+  if (first.ndim() != 2 || first.shape(0) != order.shape(0) || first.shape(1) != order.shape(1)) {
+    throw py::value_error("first must be (K, N) uint8, as order");
+  }
+  if (units < 1) throw py::value_error("units must be positive");
+  cxrfast::stats::BootstrapShape s{draws.shape(0), draws.shape(1), unit.shape(0), units, order.shape(0)};
+  std::vector<int64_t> images_of(size_t(units), 0);
+  for (int64_t i = 0; i < s.images; ++i) {
+    const int64_t u = unit.data()[i];
+    if (u < 0 || u >= units) throw py::value_error("unit " + std::to_string(i) + " is outside [0, units)");
+    ++images_of[size_t(u)];
+  }
+  const int64_t* d = draws.data();
+  for (int64_t m = 0; m < s.replicates * s.draws; ++m) {
+    if (d[m] < 0 || d[m] >= units) throw py::value_error("draw " + std::to_string(m) + " is outside [0, units)");
+  }
+  int64_t largest = 0;
+  for (int64_t c : images_of) largest = std::max(largest, c);
+  if (s.draws > 0 && largest > (int64_t(1) << 31) / s.draws) {
+    throw py::value_error("a replicate would weigh more than 2^31 images; its counts could overflow");
+  }
+  std::vector<uint8_t> seen(size_t(s.images));
+  for (int64_t k = 0; k < s.models; ++k) {
+    std::fill(seen.begin(), seen.end(), 0);
+    const int64_t* row = order.data() + k * s.images;
+    for (int64_t p = 0; p < s.images; ++p) {
+      if (row[p] < 0 || row[p] >= s.images || seen[size_t(row[p])]++) {
+        throw py::value_error("order row " + std::to_string(k) + " is not a permutation of the images");
+      }
+    }
+    if (s.images && !first.data()[k * s.images]) throw py::value_error("first must mark position 0 of every row");
+  }
+  return s;
 }
 
 }  // namespace
@@ -331,6 +379,20 @@ PYBIND11_MODULE(_C, m) {
       py::arg("input"), py::arg("positions"), py::arg("weight"), py::arg("grad_out"), py::arg("stride"),
       py::arg("dilation"), py::arg("grad_input").noconvert(), py::arg("grad_weight").noconvert(),
       "Gradients of depthwise_forward; grad_input must be zeroed by the caller.");
+
+  m.def(
+      "bootstrap_auroc",
+      [](const Indices& draws, const Indices& unit, int64_t units, const Indices& order, const Flags& first,
+         const Flags& positive, py::array_t<double, py::array::c_style> out) {
+        auto s = bootstrap_shape(draws, unit, units, order, first, positive);
+        check_size(out, s.replicates * s.models, "out");
+        double* o = out.mutable_data();
+        py::gil_scoped_release release;
+        cxrfast::stats::bootstrap_auroc(draws.data(), unit.data(), order.data(), first.data(), positive.data(), o, s);
+      },
+      py::arg("draws"), py::arg("unit"), py::arg("units"), py::arg("order"), py::arg("first"), py::arg("positive"),
+      py::arg("out").noconvert(),
+      "AUROC (B, K) of K models' scores in each of B replicates of drawn units, from each model's sorted order.");
 
   m.def(
       "decode_rle_frame",

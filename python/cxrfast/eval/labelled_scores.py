@@ -25,12 +25,17 @@ def as_findings(values, name: str) -> np.ndarray:
     return array
 
 
+def known_rows(targets, known=None) -> np.ndarray:
+    """(N, F) bool: the rows each finding is evaluated on (by default those whose target is 0 or 1)."""
+    targets = as_findings(targets, "targets")
+    return (targets == 0) | (targets == 1) if known is None else as_findings(known, "known").astype(bool)
+
+
 def finding_columns(models: Sequence, targets, known=None,
                     findings: Sequence[str] | None = None) -> list[tuple[tuple[np.ndarray, ...], np.ndarray]]:
     """Per finding: each model's scores on its known rows and those rows' bool targets."""
     scores = [as_findings(s, "scores") for s in models]
-    targets = as_findings(targets, "targets")
-    known = (targets == 0) | (targets == 1) if known is None else as_findings(known, "known").astype(bool)
+    targets, known = as_findings(targets, "targets"), known_rows(targets, known)
     for s in scores:
         if not s.shape == targets.shape == known.shape:
             raise ValueError(f"scores {s.shape}, targets {targets.shape} and known {known.shape} must be one shape")
