@@ -4,9 +4,13 @@ reader or a resumed run finds the old file or the whole new one, never half of e
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -30,3 +34,19 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def write_json(path: str | os.PathLike, value) -> Path:
+    """JSON with NaN written as null (an undefined AUROC, Dice or threshold), which strict readers accept."""
+    def clean(v):
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, np.integer | np.bool_):
+            return v.item()
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return write_text_atomically(path, json.dumps(clean(value), indent=2) + "\n")

@@ -63,6 +63,55 @@ def _manifest(args) -> int:
     return 0
 
 
+def _settings(args):
+    from cxrfast.eval.evaluation import EvaluationSettings
+
+    return EvaluationSettings(split=args.split, replicates=args.replicates, seed=args.seed, level=args.level)
+
+
+def _evaluate(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from cxrfast.eval.evaluation import evaluate_predictions, predictions_file
+
+    settings, thresholds_from, source = _settings(args), None, Path(args.source)
+    console = Console()
+    if args.data is not None:
+        from cxrfast.train.predict import predict_with_run
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        with console.status(f"scoring {args.data} with {args.source}'s classifier"):
+            source = predict_with_run(args.source, args.data, out / "scored.csv", split="external",
+                                      device=args.device)
+        settings, thresholds_from = dataclasses.replace(settings, split="external"), args.source
+    elif not predictions_file(source).is_file():
+        raise FileNotFoundError(f"{predictions_file(source)}: no predictions; give a finetune run or its CSV")
+    with console.status(f"{settings.replicates} bootstrap replicates of {settings.split}"):
+        metrics = evaluate_predictions(source, args.out, settings, thresholds_from)
+    console.print(f"metrics of the {settings.split} split: {metrics} and {metrics.with_suffix('.csv')}")
+    return 0
+
+
+def _compare(args) -> int:
+    from cxrfast.eval.comparison import compare_predictions
+
+    console = Console()
+    with console.status(f"comparing {len(args.predictions)} models on {args.replicates} shared bootstrap replicates"):
+        statistics = compare_predictions(args.predictions, args.names, args.out, _settings(args))
+    console.print(f"comparison of the {args.split} split: {statistics}")
+    return 0
+
+
+def _statistics_arguments(parser) -> None:
+    parser.add_argument("--out", required=True, help="the folder to write into")
+    parser.add_argument("--split", default="test", help="the split of predictions.csv to evaluate")
+    parser.add_argument("--replicates", type=int, default=2000, help="bootstrap replicates (pROC's default)")
+    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    parser.add_argument("--level", type=float, default=0.95, help="confidence level of every interval")
+
+
 # Flags for the keys set most often; any other key goes through --set key=value.
 _PRETRAIN_FLAGS = ("method", "data", "backbone", "out", "epochs", "batch_size", "image_size", "workers", "device",
                    "loader")
@@ -205,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     montgomery.add_argument("root", help="the MontgomerySet folder")
     montgomery.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/montgomery.csv")
     manifest.set_defaults(run=_manifest)
+    evaluate = command("evaluate", help="per-finding AUROC with DeLong and bootstrap CIs, AP, operating points")
+    evaluate.add_argument("source", metavar="RUN", help="a cxrfast finetune run folder, or a predictions.csv")
+    evaluate.add_argument("--data", default=None,
+                          help="score this labelled set (cache or manifest) with the run's classifier and evaluate "
+                               "that, thresholds chosen on the run's validation split")
+    evaluate.add_argument("--device", default="auto", help="where --data is scored: auto, cpu, cuda")
+    _statistics_arguments(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+    compare = command("compare", help="models on the same images: DeLong and paired bootstrap, corrected p")
+    compare.add_argument("predictions", nargs="+", help="predictions.csv files or finetune run folders")
+    compare.add_argument("--names", nargs="+", default=None, help="one per model; default: their run folders")
+    _statistics_arguments(compare)
+    compare.set_defaults(run=_compare)
     _training_parsers(commands)
     demo = command("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
     demo.add_argument("out", nargs="?", default="demo", help="the demo's folder")

@@ -58,15 +58,26 @@ def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarr
 
 @dataclass(frozen=True)
 class Replicated:
-    """Per finding and for the mean over the findings that have an AUROC."""
+    """One model's AUROCs: on the whole test set, in each finding's (stratified) replicates, and
+    their mean over the findings that have an AUROC on the joint replicates."""
 
-    finding: np.ndarray  # (B, F) per-finding replicates (stratified)
-    mean: np.ndarray  # (B,) mean over the defined findings on the joint replicates
+    whole: np.ndarray  # (F,)
+    finding: np.ndarray  # (B, F)
+    mean: np.ndarray  # (B,)
+
+    @property
+    def defined(self) -> np.ndarray:
+        return ~np.isnan(self.whole)
+
+    @property
+    def whole_mean(self) -> float:
+        return float(self.whole[self.defined].mean()) if self.defined.any() else math.nan
 
 
-def _replicate(models: Sequence, targets, resamples: Resamples, known) -> tuple[list[np.ndarray], list[Replicated]]:
-    """Each model's whole-set AUROCs and its replicates."""
-    columns = finding_columns(models, targets, known, resamples.findings)
+def replicate(models: Sequence, targets, resamples: Resamples, known=None,
+              findings: Sequence[str] | None = None) -> list[Replicated]:
+    """Each model's AUROCs on the whole set and on every replicate of `resamples`."""
+    columns = finding_columns(models, targets, known, findings or resamples.findings)
     rows = known_rows(targets, known)
     if len(resamples.units) != len(rows):
         raise ValueError(f"replicates of {len(resamples.units)} images for {len(rows)}")
@@ -83,9 +94,8 @@ def _replicate(models: Sequence, targets, resamples: Resamples, known) -> tuple[
                                            resamples.unit_count).T
         joint[:, :, f] = replicate_auroc(scores, positive, units, resamples.joint_draws, resamples.unit_count).T
     defined = ~np.isnan(whole[0])
-    replicated = [Replicated(finding[k], joint[k][:, defined].mean(axis=1) if defined.any() else np.full(B, math.nan))
-                  for k in range(K)]
-    return list(whole), replicated
+    return [Replicated(whole[k], finding[k], joint[k][:, defined].mean(axis=1) if defined.any()
+                       else np.full(B, math.nan)) for k in range(K)]
 
 
 @dataclass(frozen=True)
@@ -104,15 +114,18 @@ class BootstrapInterval:
     replicates: Replicated
 
 
+def percentile_interval(replicated: Replicated, level: float = 0.95) -> BootstrapInterval:
+    defined = replicated.defined
+    lower, upper = _percentiles(replicated.finding, level)
+    mean_lower, mean_upper = _percentiles(replicated.mean[:, None], level)
+    return BootstrapInterval(replicated.whole, np.where(defined, lower, math.nan), np.where(defined, upper, math.nan),
+                             replicated.whole_mean, float(mean_lower[0]), float(mean_upper[0]), defined, level,
+                             replicated)
+
+
 def bootstrap_interval(scores, targets, resamples: Resamples, known=None, level: float = 0.95) -> BootstrapInterval:
     """Percentile CIs of one model's AUROC per finding and of its mean AUROC."""
-    (whole,), (replicated,) = _replicate([scores], targets, resamples, known)
-    lower, upper = _percentiles(replicated.finding, level)
-    defined = ~np.isnan(whole)
-    mean_lower, mean_upper = _percentiles(replicated.mean[:, None], level)
-    return BootstrapInterval(whole, np.where(defined, lower, math.nan), np.where(defined, upper, math.nan),
-                             float(whole[defined].mean()) if defined.any() else math.nan,
-                             float(mean_lower[0]), float(mean_upper[0]), defined, level, replicated)
+    return percentile_interval(replicate([scores], targets, resamples, known)[0], level)
 
 
 @dataclass(frozen=True)
@@ -147,19 +160,26 @@ def paired_p(differences: np.ndarray, alternative: str) -> np.ndarray:
     return np.minimum(1.0, 2 * np.minimum(greater, less))
 
 
+def paired_comparison(a: Replicated, b: Replicated, alternative: str = "two-sided",
+                      level: float = 0.95) -> BootstrapTest:
+    """The paired comparison of a with b from their AUROCs on the same replicates."""
+    defined = a.defined
+    if not defined.any():
+        nan = np.full(len(a.whole), math.nan)
+        return BootstrapTest(nan, nan, nan, nan, nan, math.nan, math.nan, math.nan, math.nan, math.nan, alternative,
+                             level)
+    delta, mean_delta = a.finding - b.finding, a.mean - b.mean
+    lower, upper = (np.where(defined, bound, math.nan) for bound in _percentiles(delta, level))
+    mean_lower, mean_upper = _percentiles(mean_delta[:, None], level)
+    return BootstrapTest(a.whole - b.whole, lower, upper, np.where(defined, paired_p(delta, alternative), math.nan),
+                         np.where(defined, (delta <= 0).mean(axis=0), math.nan), a.whole_mean - b.whole_mean,
+                         float(mean_lower[0]), float(mean_upper[0]), float(paired_p(mean_delta[:, None],
+                                                                                    alternative)[0]),
+                         float((mean_delta <= 0).mean()), alternative, level)
+
+
 def bootstrap_test(scores_a, scores_b, targets, resamples: Resamples, known=None, alternative: str = "two-sided",
                    level: float = 0.95) -> BootstrapTest:
     """The paired bootstrap comparison of model a with model b on the same replicates."""
-    (whole_a, whole_b), (rep_a, rep_b) = _replicate([scores_a, scores_b], targets, resamples, known)
-    defined = ~np.isnan(whole_a)
-    delta, mean_delta = rep_a.finding - rep_b.finding, rep_a.mean - rep_b.mean
-    lower, upper = _percentiles(delta, level)
-    mean_lower, mean_upper = _percentiles(mean_delta[:, None], level)
-    p = np.where(defined, paired_p(delta, alternative), math.nan)
-    vitmed = np.where(defined, (delta <= 0).mean(axis=0), math.nan)
-    return BootstrapTest(whole_a - whole_b, np.where(defined, lower, math.nan), np.where(defined, upper, math.nan),
-                         p, vitmed,
-                         float((whole_a - whole_b)[defined].mean()) if defined.any() else math.nan,
-                         float(mean_lower[0]), float(mean_upper[0]),
-                         float(paired_p(mean_delta[:, None], alternative)[0]) if defined.any() else math.nan,
-                         float((mean_delta <= 0).mean()) if defined.any() else math.nan, alternative, level)
+    a, b = replicate([scores_a, scores_b], targets, resamples, known)
+    return paired_comparison(a, b, alternative, level)

@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
-from cxrfast.atomic import write_text_atomically
+from cxrfast.atomic import write_json, write_text_atomically
 
 RUN_FILE, VALIDATION_FILE = "run.json", "validation.csv"
-
-
-def write_json(path: Path, value) -> Path:
-    """JSON with NaN written as null (an undefined AUROC, Dice or threshold), which strict readers accept."""
-    def clean(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return write_text_atomically(path, json.dumps(clean(value), indent=2) + "\n")
+__all__ = ["RUN_FILE", "VALIDATION_FILE", "log_epoch", "write_json"]
 
 
 def log_epoch(path: Path, epoch: int, values: dict[str, float]) -> None:
