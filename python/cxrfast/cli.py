@@ -104,6 +104,14 @@ def _compare(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from cxrfast.eval.report import write_report
+
+    page = write_report(args.folder)
+    Console().print(f"report: {page} (and {page.with_suffix('.md')}, the tables in Markdown)")
+    return 0
+
+
 def _statistics_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="the folder to write into")
     parser.add_argument("--split", default="test", help="the split of predictions.csv to evaluate")
@@ -267,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--names", nargs="+", default=None, help="one per model; default: their run folders")
     _statistics_arguments(compare)
     compare.set_defaults(run=_compare)
+    report = command("report", help="one self-contained HTML page (and Markdown tables) of evaluate/compare output")
+    report.add_argument("folder", help="a folder cxrfast evaluate or cxrfast compare wrote")
+    report.set_defaults(run=_report)
     _training_parsers(commands)
     demo = command("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
     demo.add_argument("out", nargs="?", default="demo", help="the demo's folder")

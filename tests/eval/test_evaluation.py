@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 
 import numpy as np
 import pytest
@@ -18,28 +17,16 @@ from cxrfast.eval import (Predictions, benjamini_hochberg, bootstrap_interval, b
 from cxrfast.eval.comparison import compare_predictions
 from cxrfast.eval.evaluation import EvaluationSettings, evaluate_predictions
 from cxrfast.eval.resamples import Resamples
+from helpers.predictions import FINDINGS, synthetic_predictions
 
-FINDINGS = ("Cardiomegaly", "Edema", "Nodule")
 SETTINGS = EvaluationSettings(replicates=200, seed=3)
-
-
-def _predictions(seed: int, n: int = 240, signal: float = 1.0, targets=None) -> Predictions:
-    rng = np.random.default_rng(seed)
-    if targets is None:
-        targets = (rng.random((n, 3)) < [0.3, 0.2, 0.0]).astype(np.float32)  # Nodule: no case at all
-        targets[rng.random((n, 3)) < 0.05] = -1
-        targets[rng.random((n, 3)) < 0.05] = np.nan
-    logits = rng.normal(size=(n, 3)) + signal * (targets == 1)
-    splits = ["validate" if k < 80 else "test" for k in range(n)]
-    return Predictions([f"img{k:03d}.dcm" for k in range(n)], [f"P{k // 2}" for k in range(n)], splits, FINDINGS,
-                       1 / (1 + np.exp(-logits)), targets)
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("predictions")
-    a = _predictions(0)
-    b = _predictions(1, signal=0.5, targets=a.targets)
+    a = synthetic_predictions(0)
+    b = synthetic_predictions(1, signal=0.5, targets=a.targets)
     return a.write(out / "a.csv"), b.write(out / "b.csv"), a, b
 
 
@@ -52,7 +39,7 @@ def test_the_metrics_equal_the_statistics_computed_directly(written, tmp_path):
     from sklearn.metrics import average_precision_score
 
     path, _, a, _ = written
-    metrics = json.loads(evaluate_predictions(path, tmp_path, SETTINGS).read_text())
+    metrics = json.loads(evaluatesynthetic_predictions(path, tmp_path, SETTINGS).read_text())
     test, validate = a.split("test"), a.split("validate")
     delong = delong_interval(test.scores, test.targets)
     resamples = draw_resamples(test.targets, patients=test.patients, replicates=200, seed=3)
@@ -88,18 +75,18 @@ def test_the_metrics_equal_the_statistics_computed_directly(written, tmp_path):
 def test_a_split_that_is_not_there_is_named(written, tmp_path):
     path, *_ = written
     with pytest.raises(DataError, match=r"a\.csv: no 'external' rows \(its splits: test, validate\)"):
-        evaluate_predictions(path, tmp_path, EvaluationSettings(split="external"))
-    alone = _predictions(2)
+        evaluatesynthetic_predictions(path, tmp_path, EvaluationSettings(split="external"))
+    alone = synthetic_predictions(2)
     only_test = Predictions(alone.images[80:], alone.patients[80:], alone.splits[80:], FINDINGS, alone.scores[80:],
                             alone.targets[80:]).write(tmp_path / "test_only.csv")
-    metrics = json.loads(evaluate_predictions(only_test, tmp_path / "out", SETTINGS).read_text())
+    metrics = json.loads(evaluatesynthetic_predictions(only_test, tmp_path / "out", SETTINGS).read_text())
     assert metrics["thresholds"]["chosen_on"] is None  # no validation rows: no threshold, and it says so
     assert metrics["findings"]["Edema"]["operating_points"]["youden"]["threshold"] is None
 
 
 def test_the_comparison_equals_delong_and_the_bootstrap(written, tmp_path):
     path_a, path_b, a, b = written
-    statistics = json.loads(compare_predictions([path_a, path_b], ["ours", "baseline"], tmp_path, SETTINGS).read_text())
+    statistics = json.loads(comparesynthetic_predictions([path_a, path_b], ["ours", "baseline"], tmp_path, SETTINGS).read_text())
     test_a, test_b = a.split("test"), b.split("test")
     delong = delong_test(test_a.scores, test_b.scores, test_a.targets)
     resamples = draw_resamples(test_a.targets, patients=test_a.patients, replicates=200, seed=3)
@@ -124,24 +111,24 @@ def test_models_are_matched_by_image_and_must_share_images_and_labels(written, t
     order = np.random.default_rng(0).permutation(len(b.images))
     shuffled = Predictions([b.images[k] for k in order], [b.patients[k] for k in order], [b.splits[k] for k in order],
                            FINDINGS, b.scores[order], b.targets[order]).write(tmp_path / "shuffled.csv")
-    straight = json.loads(compare_predictions([path_a, written[1]], None, tmp_path / "x", SETTINGS).read_text())
-    matched = json.loads(compare_predictions([path_a, shuffled], None, tmp_path / "y", SETTINGS).read_text())
+    straight = json.loads(comparesynthetic_predictions([path_a, written[1]], None, tmp_path / "x", SETTINGS).read_text())
+    matched = json.loads(comparesynthetic_predictions([path_a, shuffled], None, tmp_path / "y", SETTINGS).read_text())
     assert matched["comparisons"][0]["findings"] == straight["comparisons"][0]["findings"]
     fewer = Predictions(b.images[:-3], b.patients[:-3], b.splits[:-3], FINDINGS, b.scores[:-3], b.targets[:-3])
     with pytest.raises(DataError, match=r"fewer\.csv: not the same images as .*a\.csv: it lacks 3 \(img237"):
-        compare_predictions([path_a, fewer.write(tmp_path / "fewer.csv")], None, tmp_path / "z", SETTINGS)
+        comparesynthetic_predictions([path_a, fewer.write(tmp_path / "fewer.csv")], None, tmp_path / "z", SETTINGS)
     relabelled = b.targets.copy()
     relabelled[100, 0] = 1 - relabelled[100, 0] if relabelled[100, 0] in (0, 1) else 1
     other = Predictions(b.images, b.patients, b.splits, FINDINGS, b.scores, relabelled).write(tmp_path / "other.csv")
     with pytest.raises(DataError, match=r"other\.csv: 1 images' targets differ .*\(img100\.dcm\)"):
-        compare_predictions([path_a, other], None, tmp_path / "w", SETTINGS)
+        comparesynthetic_predictions([path_a, other], None, tmp_path / "w", SETTINGS)
     with pytest.raises(DataError, match="distinct names"):
-        compare_predictions([path_a, path_a], ["same", "same"], tmp_path / "v", SETTINGS)
+        comparesynthetic_predictions([path_a, path_a], ["same", "same"], tmp_path / "v", SETTINGS)
 
 
 def test_three_models_give_every_pair(written, tmp_path):
     path_a, path_b, a, _ = written
-    c = _predictions(5, signal=2.0, targets=a.targets).write(tmp_path / "c.csv")
-    statistics = json.loads(compare_predictions([path_a, path_b, c], ["a", "b", "c"], tmp_path, SETTINGS).read_text())
+    c = synthetic_predictions(5, signal=2.0, targets=a.targets).write(tmp_path / "c.csv")
+    statistics = json.loads(comparesynthetic_predictions([path_a, path_b, c], ["a", "b", "c"], tmp_path, SETTINGS).read_text())
     assert [(p["a"], p["b"]) for p in statistics["comparisons"]] == [("a", "b"), ("a", "c"), ("b", "c")]
     assert set(statistics["models"]) == {"a", "b", "c"}
