@@ -39,7 +39,7 @@ def test_the_metrics_equal_the_statistics_computed_directly(written, tmp_path):
     from sklearn.metrics import average_precision_score
 
     path, _, a, _ = written
-    metrics = json.loads(evaluatesynthetic_predictions(path, tmp_path, SETTINGS).read_text())
+    metrics = json.loads(evaluate_predictions(path, tmp_path, SETTINGS).read_text())
     test, validate = a.split("test"), a.split("validate")
     delong = delong_interval(test.scores, test.targets)
     resamples = draw_resamples(test.targets, patients=test.patients, replicates=200, seed=3)
@@ -75,18 +75,18 @@ def test_the_metrics_equal_the_statistics_computed_directly(written, tmp_path):
 def test_a_split_that_is_not_there_is_named(written, tmp_path):
     path, *_ = written
     with pytest.raises(DataError, match=r"a\.csv: no 'external' rows \(its splits: test, validate\)"):
-        evaluatesynthetic_predictions(path, tmp_path, EvaluationSettings(split="external"))
+        evaluate_predictions(path, tmp_path, EvaluationSettings(split="external"))
     alone = synthetic_predictions(2)
     only_test = Predictions(alone.images[80:], alone.patients[80:], alone.splits[80:], FINDINGS, alone.scores[80:],
                             alone.targets[80:]).write(tmp_path / "test_only.csv")
-    metrics = json.loads(evaluatesynthetic_predictions(only_test, tmp_path / "out", SETTINGS).read_text())
+    metrics = json.loads(evaluate_predictions(only_test, tmp_path / "out", SETTINGS).read_text())
     assert metrics["thresholds"]["chosen_on"] is None  # no validation rows: no threshold, and it says so
     assert metrics["findings"]["Edema"]["operating_points"]["youden"]["threshold"] is None
 
 
 def test_the_comparison_equals_delong_and_the_bootstrap(written, tmp_path):
     path_a, path_b, a, b = written
-    statistics = json.loads(comparesynthetic_predictions([path_a, path_b], ["ours", "baseline"], tmp_path, SETTINGS).read_text())
+    statistics = json.loads(compare_predictions([path_a, path_b], ["ours", "baseline"], tmp_path, SETTINGS).read_text())
     test_a, test_b = a.split("test"), b.split("test")
     delong = delong_test(test_a.scores, test_b.scores, test_a.targets)
     resamples = draw_resamples(test_a.targets, patients=test_a.patients, replicates=200, seed=3)
@@ -111,24 +111,24 @@ def test_models_are_matched_by_image_and_must_share_images_and_labels(written, t
     order = np.random.default_rng(0).permutation(len(b.images))
     shuffled = Predictions([b.images[k] for k in order], [b.patients[k] for k in order], [b.splits[k] for k in order],
                            FINDINGS, b.scores[order], b.targets[order]).write(tmp_path / "shuffled.csv")
-    straight = json.loads(comparesynthetic_predictions([path_a, written[1]], None, tmp_path / "x", SETTINGS).read_text())
-    matched = json.loads(comparesynthetic_predictions([path_a, shuffled], None, tmp_path / "y", SETTINGS).read_text())
+    straight = json.loads(compare_predictions([path_a, written[1]], None, tmp_path / "x", SETTINGS).read_text())
+    matched = json.loads(compare_predictions([path_a, shuffled], None, tmp_path / "y", SETTINGS).read_text())
     assert matched["comparisons"][0]["findings"] == straight["comparisons"][0]["findings"]
     fewer = Predictions(b.images[:-3], b.patients[:-3], b.splits[:-3], FINDINGS, b.scores[:-3], b.targets[:-3])
     with pytest.raises(DataError, match=r"fewer\.csv: not the same images as .*a\.csv: it lacks 3 \(img237"):
-        comparesynthetic_predictions([path_a, fewer.write(tmp_path / "fewer.csv")], None, tmp_path / "z", SETTINGS)
+        compare_predictions([path_a, fewer.write(tmp_path / "fewer.csv")], None, tmp_path / "z", SETTINGS)
     relabelled = b.targets.copy()
     relabelled[100, 0] = 1 - relabelled[100, 0] if relabelled[100, 0] in (0, 1) else 1
     other = Predictions(b.images, b.patients, b.splits, FINDINGS, b.scores, relabelled).write(tmp_path / "other.csv")
     with pytest.raises(DataError, match=r"other\.csv: 1 images' targets differ .*\(img100\.dcm\)"):
-        comparesynthetic_predictions([path_a, other], None, tmp_path / "w", SETTINGS)
+        compare_predictions([path_a, other], None, tmp_path / "w", SETTINGS)
     with pytest.raises(DataError, match="distinct names"):
-        comparesynthetic_predictions([path_a, path_a], ["same", "same"], tmp_path / "v", SETTINGS)
+        compare_predictions([path_a, path_a], ["same", "same"], tmp_path / "v", SETTINGS)
 
 
 def test_three_models_give_every_pair(written, tmp_path):
     path_a, path_b, a, _ = written
     c = synthetic_predictions(5, signal=2.0, targets=a.targets).write(tmp_path / "c.csv")
-    statistics = json.loads(comparesynthetic_predictions([path_a, path_b, c], ["a", "b", "c"], tmp_path, SETTINGS).read_text())
+    statistics = json.loads(compare_predictions([path_a, path_b, c], ["a", "b", "c"], tmp_path, SETTINGS).read_text())
     assert [(p["a"], p["b"]) for p in statistics["comparisons"]] == [("a", "b"), ("a", "c"), ("b", "c")]
     assert set(statistics["models"]) == {"a", "b", "c"}

@@ -27,6 +27,7 @@ from cxrfast.eval.evaluation import REPLICATES_FILE, EvaluationSettings, predict
 from cxrfast.eval.multiple_comparisons import benjamini_hochberg, holm
 from cxrfast.eval.predictions import Predictions
 from cxrfast.eval.resamples import draw_resamples
+from cxrfast.eval.segmentation_evaluation import compare_segmentation, is_segmentation
 
 STATISTICS_JSON, COMPARISON_CSV = "statistics.json", "comparison.csv"
 _SHOWN = 3  # ids named in an error
@@ -60,12 +61,16 @@ def matched(predictions: Sequence[Predictions], sources: Sequence[str | os.PathL
     return aligned
 
 
+def check_names(names: Sequence[str], models: int) -> None:
+    if models < 2 or len(names) != models or len(set(names)) != len(names):
+        raise DataError(f"compare needs two or more models with distinct names, not {list(names)}")
+
+
 def compare(predictions: Sequence[Predictions], names: Sequence[str],
             settings: EvaluationSettings = EvaluationSettings(), sources: Sequence[str | os.PathLike] | None = None):
     """(statistics, their bootstrap replicates) of the models on `settings.split`."""
     sources = list(sources) if sources is not None else list(names)
-    if len(predictions) < 2 or len(names) != len(predictions) or len(set(names)) != len(names):
-        raise DataError(f"compare needs two or more models with distinct names, not {list(names)}")
+    check_names(names, len(predictions))
     models = matched([split_of(p, settings.split, s) for p, s in zip(predictions, sources)], sources)
     first = models[0]
     findings, level = first.findings, settings.level
@@ -118,6 +123,12 @@ def compare_predictions(paths: Sequence[str | os.PathLike], names: Sequence[str]
     folders repeat."""
     paths = [predictions_file(p) for p in paths]
     names = list(names) if names else _default_names(paths)
+    kinds = {is_segmentation(p) for p in paths if p.is_file()}
+    if kinds == {True}:
+        check_names(names, len(paths))
+        return compare_segmentation(paths, names, out, settings)
+    if len(kinds) > 1:
+        raise DataError("compare segmentation runs with segmentation runs, classifiers with classifiers")
     statistics, resamples = compare([Predictions.read(p) for p in paths], names, settings, paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

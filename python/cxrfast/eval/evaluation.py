@@ -29,10 +29,12 @@ from cxrfast.eval.delong import delong_interval
 from cxrfast.eval.operating_point import RATES, operating_point
 from cxrfast.eval.predictions import Predictions
 from cxrfast.eval.resamples import Resamples, draw_resamples
+from cxrfast.eval.segmentation_evaluation import evaluate_segmentation, is_segmentation
 from cxrfast.eval.thresholds import sensitivity_threshold, specificity_threshold, youden_threshold
 
 METRICS_JSON, METRICS_CSV, PREDICTIONS_USED, REPLICATES_FILE = ("metrics.json", "metrics.csv", "predictions.csv",
                                                                  "replicates.npz")
+SEGMENTATION_PREDICTIONS = "predictions_segmentation.csv"
 THRESHOLD_KIND = "an observed validation score; positive iff score >= threshold"
 
 
@@ -123,9 +125,13 @@ def evaluate(predictions: Predictions, settings: EvaluationSettings = Evaluation
 
 
 def predictions_file(path: str | os.PathLike) -> Path:
-    """A predictions CSV, or a run folder's `predictions.csv`."""
+    """A predictions CSV, or a run folder's: `predictions.csv` (classification) or
+    `predictions_segmentation.csv`."""
     path = Path(path)
-    return path / PREDICTIONS_USED if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    return next((path / name for name in (PREDICTIONS_USED, SEGMENTATION_PREDICTIONS) if (path / name).is_file()),
+                path / PREDICTIONS_USED)
 
 
 def evaluate_predictions(path: str | os.PathLike, out: str | os.PathLike,
@@ -133,8 +139,10 @@ def evaluate_predictions(path: str | os.PathLike, out: str | os.PathLike,
                          thresholds_from: str | os.PathLike | None = None) -> Path:
     """Evaluate `path` (a predictions.csv, or a run folder holding one) into the folder `out`,
     thresholds chosen on `thresholds_from`'s validation rows (by default `path`'s); returns
-    metrics.json's path."""
+    metrics.json's path. A segmentation run's predictions get its mean Dice instead."""
     out, path = Path(out), predictions_file(path)
+    if path.is_file() and is_segmentation(path):
+        return evaluate_segmentation(path, out, settings)
     chosen_on = Predictions.read(predictions_file(thresholds_from)) if thresholds_from is not None else None
     metrics, used, resamples = evaluate(Predictions.read(path), settings, path, chosen_on)
     out.mkdir(parents=True, exist_ok=True)

@@ -160,6 +160,19 @@ def comparison_table(statistics: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def segmentation_tables(data: dict) -> tuple[list[str], list[list[str]]]:
+    """metrics.json or statistics.json of segmentation runs as one table."""
+    if "dice" in data:
+        d = data["dice"]
+        return (["split", "images", "with a Dice", "empty ground truth", "mean Dice", "bootstrap CI"],
+                [[data["split"], str(data["images"]), str(d["scored"]), str(d["empty_ground_truth"]),
+                  number(d["mean"]), interval(d["bootstrap_ci"])]])
+    rows = [[name, number(m["mean"]), interval(m["bootstrap_ci"]), "", "", ""] for name, m in data["models"].items()]
+    rows += [[f"{p['a']} − {p['b']}", "", "", number(p["difference"]), interval(p["bootstrap_ci"]),
+              p_value(p["bootstrap_p"])] for p in data["comparisons"]]
+    return ["model", "mean Dice", "bootstrap CI", "difference", "bootstrap CI of the difference", "bootstrap p"], rows
+
+
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.figures{display:flex;flex-wrap:wrap;gap:8px}
@@ -169,18 +182,30 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.figures{dis
 def _settings_note(data: dict) -> str:
     boot = data["bootstrap"]
     clustered = "patients" if boot["clustered"] else "images"
+    delong = "" if data.get("task") == "segmentation" else "DeLong's (Wald, clipped to [0, 1]) and "
     return (f"Split <b>{html.escape(data['split'])}</b>: {data['images']} images of {data['patients']} patients. "
-            f"CIs at {data['level']:.0%}: DeLong's (Wald, clipped to [0, 1]) and the bootstrap's ({boot['replicates']} "
-            f"replicates of {clustered}, seed {boot['seed']}, stratified {html.escape(boot['stratified'])}, "
-            f"{boot['ci']}).")
+            f"CIs at {data['level']:.0%}: {delong}the bootstrap's ({boot['replicates']} replicates of {clustered}, "
+            f"seed {boot['seed']}, stratification: {html.escape(boot['stratified'])}, {boot['ci']}).")
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def write_report(folder: str | os.PathLike) -> Path:
     """report.html and report.md of an evaluate or compare output folder; returns report.html's path."""
     folder = Path(folder)
+    metrics, statistics = _read(folder / METRICS_JSON), _read(folder / STATISTICS_JSON)
+    if metrics is None and statistics is None:
+        raise DataError(f"{folder}: no {METRICS_JSON} or {STATISTICS_JSON}; run cxrfast evaluate or compare into it")
     sections, markdown = [], []
-    if (folder / METRICS_JSON).is_file():
-        metrics = json.loads((folder / METRICS_JSON).read_text())
+    for data in (metrics, statistics):
+        if data is not None and data.get("task") == "segmentation":
+            header, rows = segmentation_tables(data)
+            sections.append(f"<h2>Lung segmentation</h2><p class='note'>{_settings_note(data)} An image whose ground "
+                            f"truth is empty has no Dice and is left out of every mean.</p>{_table(header, rows)}")
+            markdown.append(_markdown(header, rows))
+    if metrics is not None and "findings" in metrics:
         header, rows = metrics_table(metrics)
         figures = _roc_figures(folder, metrics)
         images = "".join(f'<img alt="ROC curve of {html.escape(name)}" src="data:image/png;base64,{png}">'
@@ -192,16 +217,13 @@ def write_report(folder: str | os.PathLike) -> Path:
                         + (f" Left out of the mean (one class): {html.escape(', '.join(left_out))}." if left_out else "")
                         + f"</p>{_table(header, rows)}<h2>ROC curves</h2><div class='figures'>{images}</div>")
         markdown.append(_markdown(header, rows))
-    if (folder / STATISTICS_JSON).is_file():
-        statistics = json.loads((folder / STATISTICS_JSON).read_text())
+    if statistics is not None and "findings" in statistics:
         header, rows = comparison_table(statistics)
         sections.append(f"<h2>Comparison</h2><p class='note'>{_settings_note(statistics)} Paired bootstrap p: "
                         f"{html.escape(statistics['bootstrap']['p'])}; {html.escape(statistics['corrections'])}.</p>"
                         f"{_table(header, rows)}<img alt='forest plot of the AUROC differences' "
                         f"src='data:image/png;base64,{_forest(statistics)}'>")
         markdown.append(_markdown(header, rows))
-    if not sections:
-        raise DataError(f"{folder}: no {METRICS_JSON} or {STATISTICS_JSON}; run cxrfast evaluate or compare into it")
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cxrfast report: "
             f"{html.escape(folder.name)}</title><style>{_STYLE}</style></head><body><h1>cxrfast report: "
             f"{html.escape(folder.name)}</h1>{''.join(sections)}</body></html>\n")

@@ -13,8 +13,6 @@ beside the images).
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cxrfast.atomic import write_text_atomically
 from cxrfast.data.datasets import ImageFiles, MaskedViews
 from cxrfast.data.labels import LabelTable
 from cxrfast.data.loader import EpochLoader
@@ -31,6 +28,7 @@ from cxrfast.data.prepared_cache import MANIFEST_FILE, CachedMasks, PreparedCach
 from cxrfast.data.sources import Source, image_shape
 from cxrfast.errors import ConfigError, DataError
 from cxrfast.eval.auroc import mean_defined
+from cxrfast.eval.dice_predictions import DicePredictions
 from cxrfast.models import export_encoder
 from cxrfast.models.backbones import timm_name
 from cxrfast.train.checkpoint import BEST, load_checkpoint
@@ -143,11 +141,7 @@ class Segmenting:
                                   means["validate"], means["test"], result.losses)
 
     def _write_predictions(self, path: Path, parts) -> None:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["image", "patient_id", "split", "dice"])
-        for name, (dice, rows, _) in parts.items():
-            for value, row in zip(dice.tolist(), rows.tolist()):
-                writer.writerow([self.table.paths[row], self.table.patients[row], name,
-                                 "" if np.isnan(value) else repr(value)])
-        write_text_atomically(path, out.getvalue())
+        rows = [row for _, r, _ in parts.values() for row in r.tolist()]
+        DicePredictions([self.table.paths[k] for k in rows], [self.table.patients[k] for k in rows],
+                        [name for name, (_, r, _) in parts.items() for _ in r],
+                        np.concatenate([dice.double().numpy() for dice, _, _ in parts.values()])).write(path)
