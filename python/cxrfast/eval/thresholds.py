@@ -33,11 +33,15 @@ def youden_threshold(scores: np.ndarray, targets: np.ndarray) -> float:
     return float(thresholds[np.argmax(tpr - fpr)])  # argmax takes the first: the largest t
 
 
+def _rate_curve(scores, targets, rate: float, name: str):
+    if not 0 < rate <= 1:
+        raise ValueError(f"{name} must be in (0, 1], not {rate}")
+    return _curve(np.asarray(scores, np.float64), np.asarray(targets))
+
+
 def sensitivity_threshold(scores: np.ndarray, targets: np.ndarray, sensitivity: float) -> float:
     """The largest score t whose sensitivity is at least `sensitivity` (0 < sensitivity ≤ 1)."""
-    if not 0 < sensitivity <= 1:
-        raise ValueError(f"sensitivity must be in (0, 1], not {sensitivity}")
-    curve = _curve(np.asarray(scores, np.float64), np.asarray(targets))
+    curve = _rate_curve(scores, targets, sensitivity, "sensitivity")
     if curve is None:
         return math.nan
     thresholds, tpr, _ = curve
@@ -47,13 +51,12 @@ def sensitivity_threshold(scores: np.ndarray, targets: np.ndarray, sensitivity: 
 def specificity_threshold(scores: np.ndarray, targets: np.ndarray, specificity: float) -> float:
     """The smallest score t whose specificity is at least `specificity` (0 < specificity ≤ 1): the
     most sensitive such point; +inf (nothing positive) when even the largest score is too low a bar."""
-    if not 0 < specificity <= 1:
-        raise ValueError(f"specificity must be in (0, 1], not {specificity}")
-    curve = _curve(np.asarray(scores, np.float64), np.asarray(targets))
+    curve = _rate_curve(scores, targets, specificity, "specificity")
     if curve is None:
         return math.nan
     thresholds, _, fpr = curve
-    allowed = np.flatnonzero(fpr <= 1 - specificity + 1e-12)  # fpr rises as t falls
+    # fpr rises as t falls; the ε lets 3/30 count as 1 − 0.9, which is 0.0999… in floating point
+    allowed = np.flatnonzero(fpr <= 1 - specificity + 1e-12)
     return float(thresholds[allowed[-1]]) if len(allowed) else math.inf
 
 
