@@ -69,7 +69,7 @@ def test_the_metrics_equal_the_statistics_computed_directly(written, tmp_path):
     assert rows["Nodule"]["auroc"] == "" and float(rows["mean"]["auroc"]) == metrics["mean_auroc"]["value"]
     used = Predictions.read(tmp_path / "predictions.csv")
     assert used.images == test.images and set(used.splits) == {"test"}
-    assert np.array_equal(Resamples.load(tmp_path / "replicates.npz").joint_draws, resamples.joint_draws)
+    assert np.array_equal(Resamples.load(tmp_path / "replicates.npz").random, resamples.random)
 
 
 def test_a_split_that_is_not_there_is_named(written, tmp_path):

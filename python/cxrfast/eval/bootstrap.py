@@ -90,9 +90,11 @@ def replicate(models: Sequence, targets, resamples: Resamples, known=None,
         if math.isnan(whole[0, f]):
             continue
         units = resamples.units[rows[:, f]]
-        finding[:, :, f] = replicate_auroc(scores, positive, units, resamples.finding_draws[f],
-                                           resamples.unit_count).T
-        joint[:, :, f] = replicate_auroc(scores, positive, units, resamples.joint_draws, resamples.unit_count).T
+        for chunk in resamples.chunks():
+            finding[:, chunk, f] = replicate_auroc(scores, positive, units, resamples.finding_draws(f, chunk),
+                                                   resamples.unit_count).T
+            joint[:, chunk, f] = replicate_auroc(scores, positive, units, resamples.joint_draws(chunk),
+                                                 resamples.unit_count).T
     defined = ~np.isnan(whole[0])
     return [Replicated(whole[k], finding[k], joint[k][:, defined].mean(axis=1) if defined.any()
                        else np.full(B, math.nan)) for k in range(K)]

@@ -3,21 +3,25 @@ paired comparison sees each model on the very same resamples; saved with the res
 be rerun, or extended to another model, on them.
 
 A replicate draws units with replacement: images, or, when a patient has several images,
-patients (each drawn patient brings all its images; "clustered"). Each finding's replicates are
-stratified by its class, as pROC's are: its case units (a patient with any known positive image
-for it) and its control units are drawn separately, so every replicate keeps their numbers and
-never loses a class. The mean AUROC over findings needs every finding on the same replicate (the
-findings' errors are correlated through the images), so it has joint replicates of all units; a
-joint replicate in which some finding lost a class is drawn again, and `redrawn` counts them.
-Seeds come from one `numpy.random.SeedSequence(seed)`, spawned per finding: the same seed gives
-the same replicates on any machine.
+patients (each drawn patient brings all its images; "clustered"). Everything comes from one
+matrix of B × U uniform 32-bit integers (U units), `random`: slot j of replicate b picks the unit
+⌊random[b, j] · n / 2³²⌋ of a pool of n (Lemire's multiply-shift; no unit is likelier than
+another by more than n / 2³², 10⁻⁵ at n = 50,000). Each finding's replicates are stratified by
+its class, as pROC's are: its case units (a patient with any known positive image for it) fill
+the first slots from the case pool and its control units the next from the control pool, so every
+replicate keeps their numbers and never loses a class. The mean AUROC over findings needs every
+finding on the same replicate (the findings' errors are correlated through the images): its
+joint replicates draw all U slots from all units, and a replicate in which some finding lost a
+class is drawn again (its row of `random` replaced; `redrawn` counts them). The matrix comes from
+`numpy.random.default_rng(seed)` and is saved, so the replicates do not depend on the numpy
+version that reads them. Draws are made in chunks of replicates, so memory stays at the matrix.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +30,20 @@ from cxrfast.atomic import atomic_path
 from cxrfast.errors import DataError
 from cxrfast.eval.labelled_scores import as_findings, known_rows
 
-_CHUNK = 256  # joint replicates checked at a time (their unit counts are B × U integers)
+CHUNK = 256  # replicates materialised at a time
+
+
+def _pick(pool: np.ndarray, random: np.ndarray) -> np.ndarray:
+    """Units of `pool` for uniform uint32 `random`: ⌊random · len(pool) / 2³²⌋."""
+    return pool[(random.astype(np.uint64) * np.uint64(len(pool))) >> np.uint64(32)]
 
 
 @dataclass(frozen=True)
 class Resamples:
     units: np.ndarray  # int64 (N,): each image's unit
-    finding_draws: tuple[np.ndarray, ...]  # per finding, int64 (B, M_f): units drawn, stratified by class
-    joint_draws: np.ndarray  # int64 (B, U): units drawn for every finding at once
+    random: np.ndarray  # uint32 (B, U): the one matrix every replicate is read from
+    case_pools: tuple[np.ndarray, ...]  # per finding, int64: its case units (empty: no AUROC)
+    control_pools: tuple[np.ndarray, ...]  # per finding, int64: its control units
     findings: tuple[str, ...]
     seed: int
     clustered: bool
@@ -41,18 +51,36 @@ class Resamples:
 
     @property
     def replicates(self) -> int:
-        return self.joint_draws.shape[0]
+        return self.random.shape[0]
 
     @property
     def unit_count(self) -> int:
-        return int(self.units.max()) + 1 if len(self.units) else 0
+        return self.random.shape[1]
+
+    def finding_draws(self, f: int, rows: slice = slice(None)) -> np.ndarray:
+        """int64 (b, M_f): finding f's stratified replicates `rows`, its case units then its controls."""
+        cases, controls = self.case_pools[f], self.control_pools[f]
+        if not len(cases) or not len(controls):
+            return np.zeros((len(range(*rows.indices(self.replicates))), 0), np.int64)
+        random = self.random[rows]
+        return np.concatenate([_pick(cases, random[:, :len(cases)]),
+                               _pick(controls, random[:, len(cases):len(cases) + len(controls)])], axis=1)
+
+    def joint_draws(self, rows: slice = slice(None)) -> np.ndarray:
+        """int64 (b, U): joint replicates `rows`, every slot drawn from all units."""
+        return _pick(np.arange(self.unit_count, dtype=np.int64), self.random[rows])
+
+    def chunks(self):
+        """Slices of at most CHUNK replicates, covering them all in order."""
+        return [slice(start, min(start + CHUNK, self.replicates)) for start in range(0, self.replicates, CHUNK)]
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
+        pools = {f"{kind}_{k}": pool for kind, pools in (("cases", self.case_pools), ("controls", self.control_pools))
+                 for k, pool in enumerate(pools)}
         with atomic_path(path) as temporary, open(temporary, "wb") as f:
-            np.savez_compressed(f, units=self.units, joint_draws=self.joint_draws, findings=np.array(self.findings),
-                                seed=self.seed, clustered=self.clustered, redrawn=self.redrawn,
-                                **{f"finding_draws_{k}": d for k, d in enumerate(self.finding_draws)})
+            np.savez_compressed(f, units=self.units, random=self.random, findings=np.array(self.findings, dtype=str),
+                                seed=self.seed, clustered=self.clustered, redrawn=self.redrawn, **pools)
         return path
 
     @classmethod
@@ -60,9 +88,9 @@ class Resamples:
         try:
             with np.load(path, allow_pickle=False) as data:
                 findings = tuple(str(f) for f in data["findings"])
-                return cls(data["units"], tuple(data[f"finding_draws_{k}"] for k in range(len(findings))),
-                           data["joint_draws"], findings, int(data["seed"]), bool(data["clustered"]),
-                           int(data["redrawn"]))
+                return cls(data["units"], data["random"], tuple(data[f"cases_{k}"] for k in range(len(findings))),
+                           tuple(data[f"controls_{k}"] for k in range(len(findings))), findings, int(data["seed"]),
+                           bool(data["clustered"]), int(data["redrawn"]))
         except (OSError, KeyError, ValueError) as e:
             raise DataError(f"{path}: not a saved set of bootstrap replicates ({e})") from e
 
@@ -82,10 +110,6 @@ def image_units(patients: Sequence[str] | None, count: int, cluster: bool | None
     return (units if clustered else np.arange(count, dtype=np.int64)), clustered
 
 
-def _draw(pool: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
-    return pool[rng.integers(0, len(pool), size=(replicates, len(pool)))]
-
-
 def draw_resamples(targets, known=None, patients: Sequence[str] | None = None, replicates: int = 2000,
                    seed: int = 0, cluster: bool | None = None, findings: Sequence[str] | None = None) -> Resamples:
     """Replicates of the images whose (N,) or (N, F) `targets` (1, 0, unknown −1/NaN) are given."""
@@ -96,36 +120,34 @@ def draw_resamples(targets, known=None, patients: Sequence[str] | None = None, r
         raise ValueError(f"replicates must be at least 1, not {replicates}")
     units, clustered = image_units(patients, count, cluster)
     unit_count = int(units.max()) + 1 if count else 0
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_findings + 1)]
-    finding_draws = []
+    case_pools, control_pools = [], []
     for f in range(n_findings):
         rows = known[:, f]
-        case_units = np.unique(units[rows & (targets[:, f] == 1)])
-        control_units = np.setdiff1d(np.unique(units[rows]), case_units)
-        if not len(case_units) or not len(control_units):
-            finding_draws.append(np.zeros((replicates, 0), np.int64))  # no AUROC to resample
-            continue
-        finding_draws.append(np.concatenate([_draw(case_units, replicates, streams[f]),
-                                             _draw(control_units, replicates, streams[f])], axis=1))
-    joint, redrawn = _joint(units, unit_count, targets, known, replicates, streams[-1])
-    return Resamples(units, tuple(finding_draws), joint, findings, seed, clustered, redrawn)
+        cases = np.unique(units[rows & (targets[:, f] == 1)])
+        controls = np.setdiff1d(np.unique(units[rows]), cases)
+        case_pools.append(cases)
+        control_pools.append(controls)
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    random = rng.integers(0, 2**32, size=(replicates, unit_count), dtype=np.uint32)
+    resamples = Resamples(units, random, tuple(case_pools), tuple(control_pools), findings, seed, clustered, 0)
+    return _keep_classes(resamples, targets, known, rng)
 
 
-def _joint(units, unit_count, targets, known, replicates, rng) -> tuple[np.ndarray, int]:
-    """Joint replicates of all units in which every finding that has both classes keeps both."""
+def _keep_classes(resamples: Resamples, targets, known, rng) -> Resamples:
+    """Draw again each joint replicate in which a finding with both classes lost one."""
+    units, unit_count = resamples.units, resamples.unit_count
     cases = np.zeros((unit_count, targets.shape[1]))
     controls = np.zeros((unit_count, targets.shape[1]))
     np.add.at(cases, units, known & (targets == 1))
     np.add.at(controls, units, known & (targets == 0))
     defined = (cases.sum(0) > 0) & (controls.sum(0) > 0)
-    pool = np.arange(unit_count, dtype=np.int64)
-    joint = np.empty((replicates, unit_count), np.int64)
     redrawn = 0
-    for start in range(0, replicates, _CHUNK):
-        todo = np.arange(start, min(start + _CHUNK, replicates))
+    for rows in resamples.chunks():
+        todo = np.arange(rows.start, rows.stop)
         while len(todo):  # ends: a replicate keeps any one unit with probability 1 − (1 − 1/U)^U > 1 − 1/e
-            joint[todo] = _draw(pool, len(todo), rng)
-            counts = np.stack([np.bincount(row, minlength=unit_count) for row in joint[todo]]).astype(np.float64)
+            draws = _pick(np.arange(unit_count, dtype=np.int64), resamples.random[todo])
+            counts = np.stack([np.bincount(row, minlength=unit_count) for row in draws]).astype(np.float64)
             todo = todo[((counts @ cases == 0) | (counts @ controls == 0))[:, defined].any(axis=1)]
+            resamples.random[todo] = rng.integers(0, 2**32, size=(len(todo), unit_count), dtype=np.uint32)
             redrawn += len(todo)
-    return joint, redrawn
+    return replace(resamples, redrawn=redrawn)
