@@ -173,12 +173,15 @@ void check_size(const py::array& a, int64_t expected, const char* what) {
 }
 
 using Flags = py::array_t<uint8_t, py::array::c_style>;
+using Draws = py::array_t<uint32_t, py::array::c_style>;
 
-// Every index the bootstrap walk follows, checked before it runs: draws and units inside [0, U),
-// each order row a permutation of the images, and the weighted counts inside int64.
-cxrfast::stats::BootstrapShape bootstrap_shape(const Indices& draws, const Indices& unit, int64_t units,
+// Every index the bootstrap walk follows, checked before it runs: pool units and image units
+// inside [0, U), each pool's columns inside random's, each order row a permutation of the images,
+// and the weighted counts inside int64.
+cxrfast::stats::BootstrapShape bootstrap_shape(const Draws& random, const Indices& pool_units, const Indices& pool_start,
+                                               const Indices& pool_column, const Indices& unit, int64_t units,
                                                const Indices& order, const Flags& first, const Flags& positive) {
-  if (draws.ndim() != 2) throw py::value_error("draws must be (B, M) int64");
+  if (random.ndim() != 2) throw py::value_error("random must be (B, columns) uint32");
   if (unit.ndim() != 1 || positive.ndim() != 1 || unit.shape(0) != positive.shape(0)) {
     throw py::value_error("unit and positive must be (N,) each");
   }
@@ -187,20 +190,38 @@ cxrfast::stats::BootstrapShape bootstrap_shape(const Indices& draws, const Indic
     throw py::value_error("first must be (K, N) uint8, as order");
   }
   if (units < 1) throw py::value_error("units must be positive");
-  cxrfast::stats::BootstrapShape s{draws.shape(0), draws.shape(1), unit.shape(0), units, order.shape(0)};
+  if (pool_start.ndim() != 1 || pool_start.shape(0) < 1 || pool_column.ndim() != 1 ||
+      pool_column.shape(0) != pool_start.shape(0) - 1 || pool_units.ndim() != 1) {
+    throw py::value_error("pool_start must be (P + 1,) and pool_column (P,)");
+  }
+  cxrfast::stats::BootstrapShape s{random.shape(0), random.shape(1), pool_column.shape(0), unit.shape(0), units,
+                                   order.shape(0)};
+  const int64_t* starts = pool_start.data();
+  if (starts[0] != 0 || starts[s.pools] != pool_units.shape(0)) {
+    throw py::value_error("pool_start must run from 0 to the number of pool units");
+  }
+  int64_t drawn = 0;
+  for (int64_t p = 0; p < s.pools; ++p) {
+    const int64_t length = starts[p + 1] - starts[p], column = pool_column.data()[p];
+    if (length < 0) throw py::value_error("pool_start must not decrease");
+    if (column < 0 || column > s.columns - length) {
+      throw py::value_error("pool " + std::to_string(p) + " reads columns outside random");
+    }
+    drawn += length;
+  }
+  for (int64_t m = 0; m < pool_units.shape(0); ++m) {
+    const int64_t u = pool_units.data()[m];
+    if (u < 0 || u >= units) throw py::value_error("pool unit " + std::to_string(m) + " is outside [0, units)");
+  }
   std::vector<int64_t> images_of(size_t(units), 0);
   for (int64_t i = 0; i < s.images; ++i) {
     const int64_t u = unit.data()[i];
     if (u < 0 || u >= units) throw py::value_error("unit " + std::to_string(i) + " is outside [0, units)");
     ++images_of[size_t(u)];
   }
-  const int64_t* d = draws.data();
-  for (int64_t m = 0; m < s.replicates * s.draws; ++m) {
-    if (d[m] < 0 || d[m] >= units) throw py::value_error("draw " + std::to_string(m) + " is outside [0, units)");
-  }
   int64_t largest = 0;
   for (int64_t c : images_of) largest = std::max(largest, c);
-  if (s.draws > 0 && largest > (int64_t(1) << 31) / s.draws) {
+  if (drawn > 0 && largest > (int64_t(1) << 31) / drawn) {
     throw py::value_error("a replicate would weigh more than 2^31 images; its counts could overflow");
   }
   std::vector<uint8_t> seen(size_t(s.images));
@@ -382,17 +403,19 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "bootstrap_auroc",
-      [](const Indices& draws, const Indices& unit, int64_t units, const Indices& order, const Flags& first,
-         const Flags& positive, py::array_t<double, py::array::c_style> out) {
-        auto s = bootstrap_shape(draws, unit, units, order, first, positive);
+      [](const Draws& random, const Indices& pool_units, const Indices& pool_start, const Indices& pool_column,
+         const Indices& unit, int64_t units, const Indices& order, const Flags& first, const Flags& positive,
+         py::array_t<double, py::array::c_style> out) {
+        auto s = bootstrap_shape(random, pool_units, pool_start, pool_column, unit, units, order, first, positive);
         check_size(out, s.replicates * s.models, "out");
         double* o = out.mutable_data();
         py::gil_scoped_release release;
-        cxrfast::stats::bootstrap_auroc(draws.data(), unit.data(), order.data(), first.data(), positive.data(), o, s);
+        cxrfast::stats::bootstrap_auroc(random.data(), pool_units.data(), pool_start.data(), pool_column.data(),
+                                        unit.data(), order.data(), first.data(), positive.data(), o, s);
       },
-      py::arg("draws"), py::arg("unit"), py::arg("units"), py::arg("order"), py::arg("first"), py::arg("positive"),
-      py::arg("out").noconvert(),
-      "AUROC (B, K) of K models' scores in each of B replicates of drawn units, from each model's sorted order.");
+      py::arg("random"), py::arg("pool_units"), py::arg("pool_start"), py::arg("pool_column"), py::arg("unit"),
+      py::arg("units"), py::arg("order"), py::arg("first"), py::arg("positive"), py::arg("out").noconvert(),
+      "AUROC (B, K) of K models' scores in each of B replicates drawn from pools by a uint32 matrix.");
 
   m.def(
       "decode_rle_frame",

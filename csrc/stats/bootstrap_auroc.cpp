@@ -1,11 +1,13 @@
 #include "stats/bootstrap_auroc.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 namespace cxrfast::stats {
 
-void bootstrap_auroc(const int64_t* draws, const int64_t* unit, const int64_t* order, const uint8_t* first,
+void bootstrap_auroc(const uint32_t* random, const int64_t* pool_units, const int64_t* pool_start,
+                     const int64_t* pool_column, const int64_t* unit, const int64_t* order, const uint8_t* first,
                      const uint8_t* positive, double* out, const BootstrapShape& s) {
   const int64_t n = s.images, k_models = s.models;
   // Each model's units and classes in its sorted order, so the per-replicate walk reads them in sequence.
@@ -20,12 +22,17 @@ void bootstrap_auroc(const int64_t* draws, const int64_t* unit, const int64_t* o
   }
 #pragma omp parallel
   {
-    std::vector<int64_t> count(size_t(s.units));
+    std::vector<int32_t> count(size_t(s.units));  // int32: half the cache of int64; a unit is drawn < 2^31 times
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < s.replicates; ++b) {
       std::fill(count.begin(), count.end(), 0);
-      const int64_t* row = draws + b * s.draws;
-      for (int64_t m = 0; m < s.draws; ++m) ++count[size_t(row[m])];
+      const uint32_t* row = random + b * s.columns;
+      for (int64_t p = 0; p < s.pools; ++p) {
+        const int64_t* pool = pool_units + pool_start[p];
+        const uint64_t length = uint64_t(pool_start[p + 1] - pool_start[p]);
+        const uint32_t* draws = row + pool_column[p];
+        for (uint64_t j = 0; j < length; ++j) ++count[size_t(pool[(uint64_t(draws[j]) * length) >> 32])];
+      }
       for (int64_t k = 0; k < k_models; ++k) {
         const int64_t* units = sorted_unit.data() + k * n;
         const uint8_t* cases = sorted_case.data() + k * n;

@@ -22,6 +22,14 @@ def _materialised(scores, positive, units, draw):
     return np.repeat(scores, repeat), np.repeat(positive, repeat)
 
 
+def _finding(resamples, f, rows=slice(None)):
+    return resamples.draws(resamples.finding_pools(f), rows)
+
+
+def _joint(resamples):
+    return resamples.draws(resamples.joint_pools())
+
+
 def _sklearn_replicates(scores, positive, units, draws):
     from sklearn.metrics import roc_auc_score
 
@@ -47,8 +55,10 @@ def test_each_replicate_equals_scikit_learn_on_the_resample(patients):
     for f in range(2):
         rows = targets[:, f] >= 0
         positive, units = targets[rows, f] == 1, resamples.units[rows]
-        for draws in (resamples.finding_draws(f), resamples.joint_draws()):
-            ours = replicate_auroc([a[rows, f], b[rows, f]], positive, units, draws, resamples.unit_count)
+        for pools in (resamples.finding_pools(f), resamples.joint_pools()):
+            draws = resamples.draws(pools)
+            ours = replicate_auroc([a[rows, f], b[rows, f]], positive, units, resamples.random, pools,
+                                   resamples.unit_count)
             np.testing.assert_allclose(ours[:, 0], _sklearn_replicates(a[rows, f], positive, units, draws), atol=1e-13)
             np.testing.assert_allclose(ours[:, 1], _sklearn_replicates(b[rows, f], positive, units, draws), atol=1e-13)
 
@@ -61,7 +71,7 @@ def test_stratified_replicates_keep_each_findings_cases_and_controls(patients):
         rows = targets[:, f] >= 0
         case_units = set(resamples.units[rows & (targets[:, f] == 1)])
         control_units = set(resamples.units[rows]) - case_units
-        for draw in resamples.finding_draws(f):
+        for draw in _finding(resamples, f):
             drawn = list(draw)
             assert sum(u in case_units for u in drawn) == len(case_units)
             assert sum(u in control_units for u in drawn) == len(control_units)
@@ -89,7 +99,7 @@ def test_joint_replicates_never_lose_a_class():
     targets[7, 1] = targets[30, 1] = 1  # two cases in 40: a plain resample misses both 1 time in 7
     resamples = draw_resamples(targets, replicates=400, seed=5)
     assert resamples.redrawn > 0
-    for draw in resamples.joint_draws():
+    for draw in _joint(resamples):
         _, positive = _materialised(targets[:, 1], targets[:, 1] == 1, resamples.units, draw)
         assert positive.any() and not positive.all()
     scores = np.random.default_rng(0).random((40, 2))
@@ -100,13 +110,13 @@ def test_the_same_seed_gives_the_same_replicates_and_they_save(tmp_path):
     _, _, targets, ids = _data(3, patients=90)
     first, again = (draw_resamples(targets, patients=ids, replicates=50, seed=11) for _ in range(2))
     other = draw_resamples(targets, patients=ids, replicates=50, seed=12)
-    assert all(np.array_equal(first.finding_draws(f), again.finding_draws(f)) for f in range(2))
-    assert np.array_equal(first.joint_draws(), again.joint_draws())
-    assert not np.array_equal(first.joint_draws(), other.joint_draws())
+    assert all(np.array_equal(_finding(first, f), _finding(again, f)) for f in range(2))
+    assert np.array_equal(_joint(first), _joint(again))
+    assert not np.array_equal(_joint(first), _joint(other))
     loaded = Resamples.load(first.save(tmp_path / "replicates.npz"))
     assert loaded.findings == first.findings and (loaded.seed, loaded.clustered) == (11, True)
-    assert np.array_equal(loaded.units, first.units) and np.array_equal(loaded.joint_draws(), first.joint_draws())
-    assert all(np.array_equal(loaded.finding_draws(f), first.finding_draws(f)) for f in range(2))
+    assert np.array_equal(loaded.units, first.units) and np.array_equal(_joint(loaded), _joint(first))
+    assert all(np.array_equal(_finding(loaded, f), _finding(first, f)) for f in range(2))
     assert loaded.random.dtype == np.uint32 and loaded.random.shape == (50, len(set(ids)))
     (tmp_path / "bad.npz").write_bytes(b"not numpy")
     with pytest.raises(DataError, match=r"bad\.npz: not a saved set of bootstrap replicates"):
@@ -123,13 +133,13 @@ def test_intervals_are_percentiles_of_the_replicates():
     for f in range(2):
         rows = targets[:, f] >= 0
         brute.append(_sklearn_replicates(a[rows, f], targets[rows, f] == 1, resamples.units[rows],
-                                         resamples.finding_draws(f)))
+                                         _finding(resamples, f)))
         assert interval.auc[f] == pytest.approx(roc_auc_score(targets[rows, f], a[rows, f]), abs=1e-13)
     brute = np.stack(brute, 1)
     np.testing.assert_allclose(interval.lower, np.quantile(brute, 0.05, axis=0), atol=1e-13)
     np.testing.assert_allclose(interval.upper, np.quantile(brute, 0.95, axis=0), atol=1e-13)
     joint = np.stack([_sklearn_replicates(a[targets[:, f] >= 0, f], targets[targets[:, f] >= 0, f] == 1,
-                                          resamples.units[targets[:, f] >= 0], resamples.joint_draws())
+                                          resamples.units[targets[:, f] >= 0], _joint(resamples))
                       for f in range(2)], 1).mean(axis=1)
     np.testing.assert_allclose([interval.mean_lower, interval.mean_upper], np.quantile(joint, [0.05, 0.95]),
                                atol=1e-13)
@@ -169,23 +179,39 @@ def test_one_class_findings_are_nan_and_out_of_the_mean():
 def test_the_native_walk_checks_its_indices():
     from cxrfast import _C
 
+    random = np.zeros((1, 3), np.uint32)
     order, first = np.array([[0, 1, 2]]), np.ones((1, 3), np.uint8)
     units, positive, out = np.array([0, 1, 2]), np.array([1, 0, 0], np.uint8), np.empty((1, 1))
-    with pytest.raises(ValueError, match="draw 1 is outside"):
-        _C.bootstrap_auroc(np.array([[0, 3, 1]]), units, 3, order, first, positive, out)
+    pool, start, column = np.array([0, 1, 2]), np.array([0, 3]), np.array([0])
+
+    def walk(**change):
+        arguments = dict(random=random, pool_units=pool, pool_start=start, pool_column=column, unit=units, units=3,
+                         order=order, first=first, positive=positive, out=out)
+        _C.bootstrap_auroc(**{**arguments, **change})
+
+    walk()
+    assert math.isnan(out[0, 0])  # every slot drew unit 0, the case: no control, so no AUROC
+    walk(random=np.array([[0, 2**31, 2**32 - 1]], np.uint32))  # units 0, 1, 2: the case, lowest, below both
+    assert out[0, 0] == 0.0
+    with pytest.raises(ValueError, match="pool unit 1 is outside"):
+        walk(pool_units=np.array([0, 3, 1]))
+    with pytest.raises(ValueError, match="pool 0 reads columns outside random"):
+        walk(pool_column=np.array([1]))
     with pytest.raises(ValueError, match="not a permutation"):
-        _C.bootstrap_auroc(np.array([[0, 1, 2]]), units, 3, np.array([[0, 0, 2]]), first, positive, out)
+        walk(order=np.array([[0, 0, 2]]))
     with pytest.raises(ValueError, match="unit 2 is outside"):
-        _C.bootstrap_auroc(np.array([[0, 1, 2]]), np.array([0, 1, 5]), 3, order, first, positive, out)
+        walk(unit=np.array([0, 1, 5]))
     with pytest.raises(ValueError, match="out holds 1 values, 2 expected"):
-        _C.bootstrap_auroc(np.array([[0, 1, 2]] * 2), units, 3, order, first, positive, out)
+        walk(random=np.zeros((2, 3), np.uint32))
+    with pytest.raises(ValueError, match="pool_start must run from 0"):
+        walk(pool_start=np.array([0, 2]))
 
 
 def test_draws_are_uniform_over_their_pools_and_chunks_change_nothing():
     targets = np.zeros((70, 1))
     targets[:7] = 1  # a case pool of 7 units, a control pool of 63
     resamples = draw_resamples(targets, replicates=3000, seed=9)
-    counts = np.bincount(resamples.finding_draws(0)[:, :7].ravel(), minlength=7)
+    counts = np.bincount(_finding(resamples, 0)[:, :7].ravel(), minlength=7)
     expected = 3000  # 3000 replicates × 7 slots over 7 units
     assert counts[7:].sum() == 0 and (np.abs(counts[:7] - expected) < 5 * np.sqrt(expected)).all()
     scores = np.random.default_rng(1).random((70, 1))
@@ -193,4 +219,4 @@ def test_draws_are_uniform_over_their_pools_and_chunks_change_nothing():
     late = slice(2990, 3000)
     np.testing.assert_allclose(interval.replicates.finding[late, 0],
                                _sklearn_replicates(scores[:, 0], targets[:, 0] == 1, resamples.units,
-                                                   resamples.finding_draws(0, late)), atol=1e-13)
+                                                   _finding(resamples, 0, late)), atol=1e-13)

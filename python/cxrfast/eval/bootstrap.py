@@ -29,10 +29,11 @@ from cxrfast.eval.resamples import Resamples
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
-def replicate_auroc(models: Sequence[np.ndarray], positive: np.ndarray, units: np.ndarray, draws: np.ndarray,
-                    unit_count: int) -> np.ndarray:
+def replicate_auroc(models: Sequence[np.ndarray], positive: np.ndarray, units: np.ndarray, random: np.ndarray,
+                    pools: Sequence[tuple[np.ndarray, int]], unit_count: int) -> np.ndarray:
     """(B, K) AUROC of each of K models' (N,) scores against bool `positive` (N,) in each replicate
-    of `draws` (B, M) into `unit_count` units, image i weighing as often as its unit `units[i]` is drawn."""
+    of the uint32 matrix `random` (B, columns) drawn from `pools` (`Resamples.finding_pools`),
+    image i weighing as often as its unit `units[i]` is drawn."""
     from cxrfast import _C
 
     orders = np.stack([np.argsort(np.asarray(s, np.float64)) for s in models]).astype(np.int64)
@@ -40,9 +41,13 @@ def replicate_auroc(models: Sequence[np.ndarray], positive: np.ndarray, units: n
     for k, s in enumerate(models):
         ordered = np.asarray(s, np.float64)[orders[k]]
         first[k, 1:] = ordered[1:] != ordered[:-1]
-    out = np.empty((draws.shape[0], len(models)))
-    _C.bootstrap_auroc(np.ascontiguousarray(draws, np.int64), np.ascontiguousarray(units, np.int64), unit_count,
-                       orders, first, np.ascontiguousarray(positive, np.uint8), out)
+    pool_units = np.concatenate([np.zeros(0, np.int64)] + [np.asarray(pool, np.int64) for pool, _ in pools])
+    pool_start = np.cumsum([0] + [len(pool) for pool, _ in pools]).astype(np.int64)
+    pool_column = np.array([column for _, column in pools], np.int64)
+    out = np.empty((random.shape[0], len(models)))
+    _C.bootstrap_auroc(np.ascontiguousarray(random, np.uint32), pool_units, pool_start, pool_column,
+                       np.ascontiguousarray(units, np.int64), unit_count, orders, first,
+                       np.ascontiguousarray(positive, np.uint8), out)
     return out
 
 
@@ -90,11 +95,10 @@ def replicate(models: Sequence, targets, resamples: Resamples, known=None,
         if math.isnan(whole[0, f]):
             continue
         units = resamples.units[rows[:, f]]
-        for chunk in resamples.chunks():
-            finding[:, chunk, f] = replicate_auroc(scores, positive, units, resamples.finding_draws(f, chunk),
-                                                   resamples.unit_count).T
-            joint[:, chunk, f] = replicate_auroc(scores, positive, units, resamples.joint_draws(chunk),
-                                                 resamples.unit_count).T
+        finding[:, :, f] = replicate_auroc(scores, positive, units, resamples.random, resamples.finding_pools(f),
+                                           resamples.unit_count).T
+        joint[:, :, f] = replicate_auroc(scores, positive, units, resamples.random, resamples.joint_pools(),
+                                         resamples.unit_count).T
     defined = ~np.isnan(whole[0])
     return [Replicated(whole[k], finding[k], joint[k][:, defined].mean(axis=1) if defined.any()
                        else np.full(B, math.nan)) for k in range(K)]

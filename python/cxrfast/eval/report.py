@@ -78,7 +78,7 @@ def _roc_figures(folder: Path, metrics: dict) -> dict[str, str]:
         known = (predictions.targets[:, f] == 0) | (predictions.targets[:, f] == 1)
         scores, positive, units = predictions.scores[known, f], predictions.targets[known, f] == 1, resamples.units[known]
         band = []
-        for draw in resamples.finding_draws(f, slice(0, BAND_REPLICATES)):
+        for draw in resamples.draws(resamples.finding_pools(f), slice(0, BAND_REPLICATES)):
             weights = np.bincount(draw, minlength=resamples.unit_count)[units]
             fpr, tpr = _roc(scores, positive, weights)
             band.append(np.interp(_GRID, fpr, tpr))

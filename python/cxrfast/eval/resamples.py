@@ -14,7 +14,7 @@ finding on the same replicate (the findings' errors are correlated through the i
 joint replicates draw all U slots from all units, and a replicate in which some finding lost a
 class is drawn again (its row of `random` replaced; `redrawn` counts them). The matrix comes from
 `numpy.random.default_rng(seed)` and is saved, so the replicates do not depend on the numpy
-version that reads them. Draws are made in chunks of replicates, so memory stays at the matrix.
+version that reads them. The native walk reads the matrix itself; nothing else is materialised.
 """
 
 from __future__ import annotations
@@ -57,18 +57,20 @@ class Resamples:
     def unit_count(self) -> int:
         return self.random.shape[1]
 
-    def finding_draws(self, f: int, rows: slice = slice(None)) -> np.ndarray:
-        """int64 (b, M_f): finding f's stratified replicates `rows`, its case units then its controls."""
+    def finding_pools(self, f: int) -> list[tuple[np.ndarray, int]]:
+        """Finding f's pools and the first column each reads: its cases, then its controls (none
+        when it lacks a class: no AUROC to resample)."""
         cases, controls = self.case_pools[f], self.control_pools[f]
-        if not len(cases) or not len(controls):
-            return np.zeros((len(range(*rows.indices(self.replicates))), 0), np.int64)
-        random = self.random[rows]
-        return np.concatenate([_pick(cases, random[:, :len(cases)]),
-                               _pick(controls, random[:, len(cases):len(cases) + len(controls)])], axis=1)
+        return [(cases, 0), (controls, len(cases))] if len(cases) and len(controls) else []
 
-    def joint_draws(self, rows: slice = slice(None)) -> np.ndarray:
-        """int64 (b, U): joint replicates `rows`, every slot drawn from all units."""
-        return _pick(np.arange(self.unit_count, dtype=np.int64), self.random[rows])
+    def joint_pools(self) -> list[tuple[np.ndarray, int]]:
+        return [(np.arange(self.unit_count, dtype=np.int64), 0)]
+
+    def draws(self, pools: list[tuple[np.ndarray, int]], rows: slice = slice(None)) -> np.ndarray:
+        """int64 (b, M): the units replicates `rows` draw from `pools`, materialised."""
+        random = self.random[rows]
+        return np.concatenate([np.zeros((len(random), 0), np.int64)]
+                              + [_pick(pool, random[:, column:column + len(pool)]) for pool, column in pools], axis=1)
 
     def chunks(self):
         """Slices of at most CHUNK replicates, covering them all in order."""
@@ -145,7 +147,7 @@ def _keep_classes(resamples: Resamples, targets, known, rng) -> Resamples:
     for rows in resamples.chunks():
         todo = np.arange(rows.start, rows.stop)
         while len(todo):  # ends: a replicate keeps any one unit with probability 1 − (1 − 1/U)^U > 1 − 1/e
-            draws = _pick(np.arange(unit_count, dtype=np.int64), resamples.random[todo])
+            draws = _pick(np.arange(unit_count, dtype=np.int64), resamples.random[todo])  # the joint pool
             counts = np.stack([np.bincount(row, minlength=unit_count) for row in draws]).astype(np.float64)
             todo = todo[((counts @ cases == 0) | (counts @ controls == 0))[:, defined].any(axis=1)]
             resamples.random[todo] = rng.integers(0, 2**32, size=(len(todo), unit_count), dtype=np.uint32)
