@@ -104,6 +104,25 @@ def _compare(args) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
+        raise argparse.ArgumentTypeError(f"{text!r}: a shard is K/N with 1 <= K <= N, e.g. 2/4")
+    return int(k), int(n)
+
+
+def _sweep(args) -> int:
+    from cxrfast.train.sweep import load_sweep, run_sweep
+
+    console = Console()
+    report = run_sweep(load_sweep(args.config, tuple(args.set)), shard=args.shard, dry_run=args.dry_run,
+                       console=console)
+    if not args.dry_run:
+        console.print(f"{len(report.done)} cells done now, {len(report.skipped)} before, {len(report.failed)} "
+                      f"failed; results: {report.results}")
+    return 1 if report.failed else 0
+
+
 def _report(args) -> int:
     from cxrfast.eval.report import write_report
 
@@ -275,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--names", nargs="+", default=None, help="one per model; default: their run folders")
     _statistics_arguments(compare)
     compare.set_defaults(run=_compare)
+    sweep = command("sweep", help="arms x label fractions x seeds, fine-tuned and evaluated (resumable)")
+    sweep.add_argument("config", help="the sweep's .toml or .yaml")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep key")
+    sweep.add_argument("--dry-run", action="store_true", help="list this shard's cells and what is done")
+    sweep.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N", help="run every N-th cell from the K-th")
+    sweep.set_defaults(run=_sweep)
     report = command("report", help="one self-contained HTML page (and Markdown tables) of evaluate/compare output")
     report.add_argument("folder", help="a folder cxrfast evaluate or cxrfast compare wrote")
     report.set_defaults(run=_report)

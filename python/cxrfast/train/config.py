@@ -210,10 +210,16 @@ def _typed(name: str, annotation: str, value: Any) -> Any:
             return float(value)
         if kind.startswith("dict") and isinstance(value, dict):
             return value
-        if kind.startswith("list") and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-    article = {"dict": "a table of options", "list": "a list of names", "int": "an int"}
-    wanted = article.get(kinds[0].split("[")[0], f"a {kinds[0]}")
+        if kind.startswith("list") and isinstance(value, list):
+            element = kind[len("list["):-1] if kind.startswith("list[") else "str"
+            if element == "float" and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+                return [float(v) for v in value]
+            if element in _SCALARS and all(isinstance(v, _SCALARS[element]) and not isinstance(v, bool)
+                                           for v in value):
+                return value
+    article = {"dict": "a table of options", "list[str]": "a list of names", "list[float]": "a list of numbers",
+               "list[int]": "a list of ints", "int": "an int"}
+    wanted = article.get(kinds[0], article.get(kinds[0].split("[")[0], f"a {kinds[0]}"))
     raise ConfigError(f"{name} must be {wanted}" + (" (or none)" if "None" in kinds else "") + f", not {value!r}")
 
 

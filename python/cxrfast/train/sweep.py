@@ -1,0 +1,211 @@
+"""`cxrfast sweep CONFIG`: a label-efficiency grid as one resumable command. Arms (initialisations:
+random, a checkpoint, a pretraining run) × label fractions × seeds, each cell fine-tuned on the
+same labelled data and evaluated on its test split, then gathered into one table.
+
+Each cell is its own run folder, `cells/<arm>/fraction-<f>/seed-<s>`, done once: `cell.json` says
+"done" when its fine-tuning and evaluation finished, and a rerun after a kill skips it, resumes a
+cell that had reached a checkpoint and starts again one that had not. A cell that fails records
+its error in `cell.json` and the sweep goes on; the next run tries it again. A finished cell keeps
+what the results need (its config, split, logs, classifier, predictions, thresholds and
+evaluation) and drops its optimiser checkpoints, so a sweep of a hundred small cells fits on a
+laptop. `shard=(k, n)` runs the cells whose index in the grid is k − 1 modulo n, so machines
+sharing the folder (a Slurm array) split a sweep with no scheduler of ours; `results.csv` is
+rewritten from every done cell by each of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import traceback
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from cxrfast.atomic import write_json
+from cxrfast.errors import ConfigError, CxrfastError
+from cxrfast.eval.evaluation import METRICS_JSON, EvaluationSettings, evaluate_predictions, write_table
+from cxrfast.train.checkpoint import checkpoints
+from cxrfast.train.config import FinetuneConfig, load_config
+
+CELL_FILE, RESULTS_CSV, SUMMARY_CSV, EVALUATION = "cell.json", "results.csv", "summary.csv", "evaluation"
+KEPT = ("config.yaml", "split.csv", "metrics.csv", "validation.csv", "run.json", "classifier.safetensors",
+        "predictions.csv", "thresholds.json", CELL_FILE, EVALUATION)
+
+
+@dataclass
+class SweepConfig:
+    """What a sweep is: `arms` maps each arm's name to its fine-tuning keys (at least `init`:
+    "random", a checkpoint file or a cxrfast pretraining run; any other FinetuneConfig key, e.g.
+    `mode`, overrides `finetune` for that arm); `finetune` holds the keys every cell shares."""
+
+    data: str = ""
+    out: str = ""
+    arms: dict = field(default_factory=dict)
+    label_fractions: list[float] = field(default_factory=lambda: [1.0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    baseline: str | None = None  # the arm the others are compared with; default: the first
+    finetune: dict = field(default_factory=dict)
+    replicates: int = 2000  # the evaluation's bootstrap
+    level: float = 0.95
+
+    def check(self) -> None:
+        if not self.data or not self.out:
+            raise ConfigError("a sweep needs data (the labelled set) and out (its folder)")
+        if not self.arms:
+            raise ConfigError("arms: name at least one arm, e.g. arms.random = {init = 'random'}")
+        for name, arm in self.arms.items():
+            if not isinstance(arm, dict) or "init" not in arm:
+                raise ConfigError(f"arms.{name}: a table with at least init (random, a checkpoint or a run)")
+            if "/" in name or name in (".", ".."):
+                raise ConfigError(f"arms.{name}: an arm's name is a folder name; no '/'")
+        for key in ("data", "out", "label_fraction", "seed", "init"):
+            if key in self.finetune or any(key in arm and key != "init" for arm in self.arms.values()):
+                raise ConfigError(f"finetune.{key}: set by the sweep for each cell")
+        if self.baseline is not None and self.baseline not in self.arms:
+            raise ConfigError(f"baseline {self.baseline!r} is not one of the arms {', '.join(self.arms)}")
+        if not self.label_fractions or any(not 0 < f <= 1 for f in self.label_fractions):
+            raise ConfigError(f"label_fractions must be in (0, 1], not {self.label_fractions}")
+        if not self.seeds:
+            raise ConfigError("seeds: give at least one")
+
+
+@dataclass(frozen=True)
+class Cell:
+    arm: str
+    fraction: float
+    seed: int
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}/fraction-{self.fraction:g}/seed-{self.seed}"
+
+    def state(self) -> dict:
+        path = self.folder / CELL_FILE
+        return json.loads(path.read_text()) if path.is_file() else {"status": "not started"}
+
+
+def load_sweep(path: str | os.PathLike, overrides: tuple[str, ...] = ()) -> SweepConfig:
+    config = load_config(path, overrides, kind=SweepConfig)
+    config.check()
+    return config
+
+
+def cells(config: SweepConfig) -> list[Cell]:
+    """Every cell of the grid, in a fixed order (arms as given, then fractions, then seeds)."""
+    root = Path(config.out) / "cells"
+    return [Cell(arm, fraction, seed, root / arm / f"fraction-{fraction:g}" / f"seed-{seed}")
+            for arm in config.arms for fraction in config.label_fractions for seed in config.seeds]
+
+
+def shard_of(grid: list[Cell], shard: tuple[int, int]) -> list[Cell]:
+    k, n = shard
+    if not 1 <= k <= n:
+        raise ConfigError(f"shard {k}/{n}: K must be in 1..N")
+    return [cell for index, cell in enumerate(grid) if index % n == k - 1]
+
+
+def cell_config(config: SweepConfig, cell: Cell) -> FinetuneConfig:
+    arm = config.arms[cell.arm]
+    values = {**config.finetune, **arm, "data": config.data, "out": str(cell.folder),
+              "label_fraction": cell.fraction, "seed": cell.seed}
+    known = {f.name for f in fields(FinetuneConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"arms.{cell.arm} / finetune: unknown fine-tuning keys {unknown}")
+    return load_config(None, (), kind=FinetuneConfig, **values)
+
+
+def _prune(folder: Path) -> None:
+    """Drop what the results do not need: optimiser checkpoints, best.pt, TensorBoard logs."""
+    for path in folder.iterdir():
+        if path.name not in KEPT:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def run_cell(config: SweepConfig, cell: Cell) -> dict:
+    """Fine-tune (or resume) and evaluate one cell; its `cell.json`."""
+    from cxrfast.train.finetune import finetune
+
+    settings = EvaluationSettings(replicates=config.replicates, seed=cell.seed, level=config.level)
+    try:
+        finetune_config = cell_config(config, cell)
+        resume = cell.folder.is_dir() and bool(checkpoints(cell.folder))
+        if cell.folder.is_dir() and not resume:
+            shutil.rmtree(cell.folder)  # killed before its first checkpoint: nothing to keep
+        finetune(finetune_config, resume=resume, progress=False)
+        evaluate_predictions(cell.folder, cell.folder / EVALUATION, settings)
+        _prune(cell.folder)
+        state = {"status": "done", "cell": cell.name}
+    except (CxrfastError, OSError, ValueError, RuntimeError) as e:  # the cell's failure, reported; others go on
+        cell.folder.mkdir(parents=True, exist_ok=True)
+        state = {"status": "failed", "cell": cell.name, "error": f"{type(e).__name__}: {e}",
+                 "traceback": traceback.format_exc()}
+    write_json(cell.folder / CELL_FILE, state)
+    return state
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    done: list[str]
+    failed: dict[str, str]  # cell -> error
+    skipped: list[str]  # done before this run
+    results: Path | None
+
+
+def run_sweep(config: SweepConfig, *, shard: tuple[int, int] = (1, 1), dry_run: bool = False,
+              console: Console | None = None) -> SweepReport:
+    """Run this shard's cells not yet done, then rewrite the results from every done cell."""
+    config.check()
+    console = console or Console()
+    mine = shard_of(cells(config), shard)
+    done_before = [cell.name for cell in mine if cell.state()["status"] == "done"]
+    if dry_run:
+        for cell in mine:
+            console.print(f"{cell.name}: {cell.state()['status']}")
+        return SweepReport([], {}, done_before, None)
+    Path(config.out).mkdir(parents=True, exist_ok=True)
+    done, failed = [], {}
+    todo = [cell for cell in mine if cell.name not in done_before]
+    for number, cell in enumerate(todo, start=1):
+        with console.status(f"cell {number}/{len(todo)}: {cell.name}"):
+            state = run_cell(config, cell)
+        if state["status"] == "done":
+            done.append(cell.name)
+            console.print(f"[green]done[/green] {cell.name}")
+        else:
+            failed[cell.name] = state["error"]
+            console.print(f"[red]failed[/red] {cell.name}: {state['error']}")
+    return SweepReport(done, failed, done_before, write_results(config))
+
+
+def write_results(config: SweepConfig) -> Path:
+    """results.csv (one row per done cell: the test mean AUROC with its CI, and each finding's)
+    and summary.csv (per arm and fraction: the mean and standard deviation over seeds)."""
+    rows, findings = [], []
+    for cell in cells(config):
+        metrics_path = cell.folder / EVALUATION / METRICS_JSON
+        if cell.state()["status"] != "done" or not metrics_path.is_file():
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        findings = findings or list(metrics["findings"])
+        mean = metrics["mean_auroc"]
+        rows.append([cell.arm, cell.fraction, cell.seed, mean["value"], *mean["bootstrap_ci"],
+                     *[metrics["findings"][f]["auroc"] for f in findings]])
+    out = Path(config.out)
+    write_table(out / RESULTS_CSV, ["arm", "label_fraction", "seed", "mean_auroc", "ci_lower", "ci_upper",
+                                    *[f"{f} auroc" for f in findings]], rows)
+    summary = []
+    for arm in config.arms:
+        for fraction in config.label_fractions:
+            values = [r[3] for r in rows if r[0] == arm and r[1] == fraction and r[3] is not None]
+            summary.append([arm, fraction, len(values), float(np.mean(values)) if values else math.nan,
+                            float(np.std(values, ddof=1)) if len(values) > 1 else math.nan])
+    write_table(out / SUMMARY_CSV, ["arm", "label_fraction", "seeds_done", "mean_auroc", "sd_over_seeds"], summary)
+    return out / RESULTS_CSV
+

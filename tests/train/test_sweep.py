@@ -1,0 +1,121 @@
+"""`cxrfast sweep`: a grid of arms × label fractions × seeds on tiny phantoms; every done cell's
+evaluation in the results, a failing cell reported while the others go on, reruns that skip what
+is done, shards whose results equal one run's, and a sweep killed mid-way that finishes with the
+same results as an uninterrupted one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cxrfast.cli import main
+from cxrfast.data.phantom_archive import write_phantom_archive
+from cxrfast.data.synthetic import Finding, Findings
+from cxrfast.errors import ConfigError
+from cxrfast.models import create_backbone, export_encoder
+from cxrfast.train.sweep import load_sweep, run_sweep
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    labels = write_phantom_archive(root / "data", 40, rows=64, progress=False,
+                                   findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.4)}))
+    torch.manual_seed(5)
+    encoder = export_encoder(create_backbone("resnet18"), root / "encoder.safetensors")
+    return root, labels, encoder
+
+
+def _config(root, labels, encoder, out, broken=True):
+    arms = {"random": "{init = 'random'}", "encoder": f"{{init = '{encoder}'}}"}
+    if broken:
+        arms["broken"] = f"{{init = '{root / 'missing.safetensors'}'}}"
+    text = "\n".join([
+        f"data = '{labels}'", f"out = '{out}'", "label_fractions = [0.5, 1.0]", "seeds = [0]", "replicates = 50",
+        "[arms]", *[f"{name} = {table}" for name, table in arms.items()],
+        "[finetune]", "backbone = 'resnet18'", "mode = 'linear'", "image_size = 32", "epochs = 2", "batch_size = 5",
+        "workers = 0", "checkpoint_every = 1", "findings = ['Cardiomegaly', 'Pleural Effusion']",
+        "split_fractions = {train = 0.5, validate = 0.25, test = 0.25}"])
+    path = out.parent / f"{out.name}.toml"
+    path.write_text(text + "\n")
+    return path
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_sweep_runs_its_cells_reports_failures_and_resumes(setting, tmp_path):
+    root, labels, encoder = setting
+    config = load_sweep(_config(root, labels, encoder, tmp_path / "sweep"))
+    report = run_sweep(config)
+    assert sorted(report.done) == ["encoder/fraction-0.5/seed-0", "encoder/fraction-1/seed-0",
+                                   "random/fraction-0.5/seed-0", "random/fraction-1/seed-0"]
+    assert set(report.failed) == {"broken/fraction-0.5/seed-0", "broken/fraction-1/seed-0"}
+    assert "missing.safetensors" in report.failed["broken/fraction-1/seed-0"]
+    results = _rows(tmp_path / "sweep" / "results.csv")
+    assert [(r["arm"], r["label_fraction"]) for r in results] == [("random", "0.5"), ("random", "1.0"),
+                                                                   ("encoder", "0.5"), ("encoder", "1.0")]
+    for row in results:  # each row is its cell's evaluation
+        cell = tmp_path / "sweep" / "cells" / row["arm"] / f"fraction-{float(row['label_fraction']):g}" / "seed-0"
+        metrics = json.loads((cell / "evaluation" / "metrics.json").read_text())
+        assert metrics["mean_auroc"]["value"] == float(row["mean_auroc"])
+        assert not list(cell.glob("checkpoint-*.pt")) and (cell / "classifier.safetensors").is_file()
+    summary = _rows(tmp_path / "sweep" / "summary.csv")
+    assert [(r["arm"], r["seeds_done"]) for r in summary][:2] == [("random", "1"), ("random", "1")]
+    again = run_sweep(config)  # done cells are skipped; failed ones are tried again
+    assert sorted(again.skipped) == sorted(report.done) and set(again.failed) == set(report.failed)
+
+
+def test_shards_together_equal_one_run(setting, tmp_path):
+    root, labels, encoder = setting
+    whole = load_sweep(_config(root, labels, encoder, tmp_path / "whole", broken=False))
+    run_sweep(whole)
+    shared = _config(root, labels, encoder, tmp_path / "shared", broken=False)
+    assert main(["sweep", str(shared), "--shard", "1/2"]) == 0
+    assert len(_rows(tmp_path / "shared" / "results.csv")) == 2
+    assert main(["sweep", str(shared), "--shard", "2/2"]) == 0
+    assert (tmp_path / "shared" / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
+    assert main(["sweep", str(shared), "--dry-run"]) == 0
+    with pytest.raises(SystemExit):
+        main(["sweep", str(shared), "--shard", "3/2"])
+
+
+def test_a_killed_sweep_finishes_with_the_same_results(setting, tmp_path, one_thread):
+    root, labels, encoder = setting
+    run_sweep(load_sweep(_config(root, labels, encoder, tmp_path / "whole", broken=False)))
+    killed = _config(root, labels, encoder, tmp_path / "killed", broken=False)
+    process = subprocess.Popen([sys.executable, "-m", "cxrfast.cli", "sweep", str(killed)], env=one_thread,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = tmp_path / "killed" / "cells" / "random" / "fraction-1" / "seed-0"
+    deadline = time.monotonic() + 300
+    while not list(second.glob("checkpoint-*.pt")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the sweep finished before it could be killed"
+    assert main(["sweep", str(killed)]) == 0
+    assert (tmp_path / "killed" / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
+
+
+def test_bad_sweeps_are_refused_before_any_cell(tmp_path):
+    bad = tmp_path / "bad.toml"
+    for text, message in (("data = 'x'\nout = 'y'\n", "name at least one arm"),
+                          ("data = 'x'\nout = 'y'\n[arms]\na = {mode = 'linear'}\n", "arms.a: a table with at least init"),
+                          ("data = 'x'\nout = 'y'\nlabel_fractions = [0, 1]\n[arms]\na = {init = 'random'}\n",
+                           r"label_fractions must be in \(0, 1\]"),
+                          ("data = 'x'\nout = 'y'\n[finetune]\nseed = 3\n[arms]\na = {init = 'random'}\n",
+                           "finetune.seed: set by the sweep"),
+                          ("data = 'x'\nout = 'y'\nbaseline = 'b'\n[arms]\na = {init = 'random'}\n",
+                           "baseline 'b' is not one of the arms")):
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_sweep(bad)
