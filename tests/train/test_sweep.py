@@ -119,3 +119,50 @@ def test_bad_sweeps_are_refused_before_any_cell(tmp_path):
         bad.write_text(text)
         with pytest.raises(ConfigError, match=message):
             load_sweep(bad)
+
+
+def test_the_comparisons_equal_cxrfast_compare_on_the_same_cells(setting, tmp_path):
+    from cxrfast.eval.comparison import compare_predictions
+    from cxrfast.eval.evaluation import EvaluationSettings
+    from cxrfast.eval.multiple_comparisons import holm
+
+    root, labels, encoder = setting
+    run_sweep(load_sweep(_config(root, labels, encoder, tmp_path / "sweep", broken=False)))
+    rows = _rows(tmp_path / "sweep" / "comparisons.csv")
+    assert [(r["arm"], r["baseline"], r["label_fraction"]) for r in rows] == [("encoder", "random", "0.5"),
+                                                                              ("encoder", "random", "1.0")]
+    cells = tmp_path / "sweep" / "cells"
+    for row in rows:
+        fraction = f"fraction-{float(row['label_fraction']):g}"
+        statistics = json.loads(compare_predictions([cells / "encoder" / fraction / "seed-0",
+                                                     cells / "random" / fraction / "seed-0"], None,
+                                                    tmp_path / "cmp" / fraction,
+                                                    EvaluationSettings(replicates=50, seed=0)).read_text())
+        mean = statistics["comparisons"][0]["mean_auroc"]
+        assert (float(row["mean_auroc_difference"]), float(row["bootstrap_p"])) == (mean["difference"],
+                                                                                    mean["bootstrap_p"])
+        assert [float(row["ci_lower"]), float(row["ci_upper"])] == mean["bootstrap_ci"]
+    p = [float(r["bootstrap_p"]) for r in rows]
+    assert [float(r["bootstrap_p_holm"]) for r in rows] == pytest.approx(list(holm(p)))
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert len(sweep["cells"]) == 4 and sweep["baseline"] == "random"
+
+
+def test_the_report_of_a_sweep(setting, tmp_path):
+    from helpers.html_page import Page, close, read_page
+
+    root, labels, encoder = setting
+    config = _config(root, labels, encoder, tmp_path / "sweep", broken=False)
+    run_sweep(load_sweep(config))
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    page = read_page(tmp_path / "sweep" / "report.html")
+    assert isinstance(page, Page) and len(page.images) == 1  # the label-efficiency plot
+    summary, comparisons = page.tables
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    for row, expected in zip(summary[1:], sweep["summary"]):
+        assert (row[0], float(row[1])) == (expected["arm"], expected["label_fraction"])
+        close(row[3], expected["mean_auroc"])
+        close(row[5], expected["ci_lower"], expected["ci_upper"])
+    for row, expected in zip(comparisons[1:], sweep["comparisons"]):
+        close(row[4], expected["mean_auroc_difference"])
+        close(row[5], *expected["mean_auroc_bootstrap_ci"])

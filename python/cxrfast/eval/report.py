@@ -31,7 +31,7 @@ from cxrfast.eval.evaluation import METRICS_JSON, PREDICTIONS_USED, REPLICATES_F
 from cxrfast.eval.predictions import Predictions
 from cxrfast.eval.resamples import Resamples
 
-REPORT_HTML, REPORT_MD = "report.html", "report.md"
+REPORT_HTML, REPORT_MD, SWEEP_JSON = "report.html", "report.md", "sweep.json"
 BAND_REPLICATES = 200
 _GRID = np.linspace(0, 1, 101)  # 1 − specificity at which the band is read
 
@@ -116,6 +116,42 @@ def _forest(statistics: dict) -> str:
     return _png(figure)
 
 
+def _label_efficiency(sweep: dict) -> str:
+    """Mean AUROC against label fraction (log axis), one line per arm, its band the mean over
+    seeds of the cells' bootstrap CI bounds."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 3.8))
+    axes = figure.add_subplot()
+    arms = list(dict.fromkeys(row["arm"] for row in sweep["summary"]))
+    for arm in arms:
+        points = sorted((r["label_fraction"], r["mean_auroc"], r["ci_lower"], r["ci_upper"]) for r in sweep["summary"]
+                        if r["arm"] == arm and r["mean_auroc"] is not None)
+        if not points:
+            continue
+        fraction, mean, lower, upper = (np.array(v, float) for v in zip(*points))
+        line, = axes.plot(fraction, mean, "o-", label=arm)
+        axes.fill_between(fraction, lower, upper, color=line.get_color(), alpha=0.15, linewidth=0)
+    axes.set_xscale("log")
+    axes.set(xlabel="label fraction", ylabel="test mean AUROC",
+             title=f"label efficiency ({sweep['level']:.0%} bootstrap bands)")
+    axes.legend(fontsize=8)
+    return _png(figure)
+
+
+def sweep_tables(sweep: dict) -> list[tuple[list[str], list[list[str]]]]:
+    summary = (["arm", "label fraction", "seeds", "mean AUROC", "sd over seeds", "mean bootstrap CI"],
+               [[r["arm"], f"{r['label_fraction']:g}", str(r["seeds_done"]), number(r["mean_auroc"]),
+                 number(r["sd_over_seeds"]), interval([r["ci_lower"], r["ci_upper"]])] for r in sweep["summary"]])
+    comparisons = (["arm", "baseline", "label fraction", "seed", "Δ mean AUROC", "bootstrap CI", "bootstrap p",
+                    "p (Holm)", "p (BH)"],
+                   [[c["arm"], c["baseline"], f"{c['label_fraction']:g}", str(c["seed"]),
+                     number(c["mean_auroc_difference"]), interval(c["mean_auroc_bootstrap_ci"]),
+                     p_value(c["mean_auroc_bootstrap_p"]), p_value(c["mean_auroc_bootstrap_p_holm"]),
+                     p_value(c["mean_auroc_bootstrap_p_bh"])] for c in sweep["comparisons"]])
+    return [summary, comparisons]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -193,12 +229,23 @@ def _read(path: Path) -> dict | None:
 
 
 def write_report(folder: str | os.PathLike) -> Path:
-    """report.html and report.md of an evaluate or compare output folder; returns report.html's path."""
+    """report.html and report.md of an evaluate, compare or sweep output folder; returns its path."""
     folder = Path(folder)
     metrics, statistics = _read(folder / METRICS_JSON), _read(folder / STATISTICS_JSON)
-    if metrics is None and statistics is None:
-        raise DataError(f"{folder}: no {METRICS_JSON} or {STATISTICS_JSON}; run cxrfast evaluate or compare into it")
+    sweep = _read(folder / SWEEP_JSON)
+    if metrics is None and statistics is None and sweep is None:
+        raise DataError(f"{folder}: no {METRICS_JSON}, {STATISTICS_JSON} or {SWEEP_JSON}; run cxrfast evaluate, "
+                        "compare or sweep into it")
     sections, markdown = [], []
+    if sweep is not None:
+        (summary_header, summary_rows), (comparison_header, comparison_rows) = sweep_tables(sweep)
+        sections.append(f"<h2>Label efficiency</h2><p class='note'>Each cell evaluated on its test split with "
+                        f"{sweep['replicates']} bootstrap replicates; the differences are each arm's against "
+                        f"{html.escape(sweep['baseline'])} on the same images (paired bootstrap of the mean AUROC), "
+                        "corrected across the sweep's comparisons.</p>"
+                        f"<img alt='label-efficiency plot' src='data:image/png;base64,{_label_efficiency(sweep)}'>"
+                        f"{_table(summary_header, summary_rows)}{_table(comparison_header, comparison_rows)}")
+        markdown += [_markdown(summary_header, summary_rows), _markdown(comparison_header, comparison_rows)]
     for data in (metrics, statistics):
         if data is not None and data.get("task") == "segmentation":
             header, rows = segmentation_tables(data)

@@ -32,7 +32,8 @@ from cxrfast.eval.evaluation import METRICS_JSON, EvaluationSettings, evaluate_p
 from cxrfast.train.checkpoint import checkpoints
 from cxrfast.train.config import FinetuneConfig, load_config
 
-CELL_FILE, RESULTS_CSV, SUMMARY_CSV, EVALUATION = "cell.json", "results.csv", "summary.csv", "evaluation"
+CELL_FILE, EVALUATION = "cell.json", "evaluation"
+RESULTS_CSV, SUMMARY_CSV, COMPARISONS_CSV, SWEEP_JSON = "results.csv", "summary.csv", "comparisons.csv", "sweep.json"
 KEPT = ("config.yaml", "split.csv", "metrics.csv", "validation.csv", "run.json", "classifier.safetensors",
         "predictions.csv", "thresholds.json", CELL_FILE, EVALUATION)
 
@@ -184,28 +185,79 @@ def run_sweep(config: SweepConfig, *, shard: tuple[int, int] = (1, 1), dry_run: 
     return SweepReport(done, failed, done_before, write_results(config))
 
 
-def write_results(config: SweepConfig) -> Path:
-    """results.csv (one row per done cell: the test mean AUROC with its CI, and each finding's)
-    and summary.csv (per arm and fraction: the mean and standard deviation over seeds)."""
-    rows, findings = [], []
+def _done_metrics(config: SweepConfig) -> dict[tuple[str, float, int], dict]:
+    found = {}
     for cell in cells(config):
-        metrics_path = cell.folder / EVALUATION / METRICS_JSON
-        if cell.state()["status"] != "done" or not metrics_path.is_file():
+        path = cell.folder / EVALUATION / METRICS_JSON
+        if cell.state()["status"] == "done" and path.is_file():
+            found[(cell.arm, cell.fraction, cell.seed)] = json.loads(path.read_text())
+    return found
+
+
+def _comparisons(config: SweepConfig, done: dict) -> list[dict]:
+    """Each arm against the baseline on the same test images, per fraction and seed: the paired
+    bootstrap of the mean AUROC (and DeLong per finding), on the cell's replicates seed."""
+    from cxrfast.eval.comparison import compare
+    from cxrfast.eval.predictions import Predictions
+
+    baseline = config.baseline or next(iter(config.arms))
+    rows = []
+    for cell in cells(config):
+        key, base = (cell.arm, cell.fraction, cell.seed), (baseline, cell.fraction, cell.seed)
+        if cell.arm == baseline or key not in done or base not in done:
             continue
-        metrics = json.loads(metrics_path.read_text())
-        findings = findings or list(metrics["findings"])
-        mean = metrics["mean_auroc"]
-        rows.append([cell.arm, cell.fraction, cell.seed, mean["value"], *mean["bootstrap_ci"],
-                     *[metrics["findings"][f]["auroc"] for f in findings]])
+        base_folder = next(c.folder for c in cells(config) if (c.arm, c.fraction, c.seed) == base)
+        statistics, _ = compare([Predictions.read(cell.folder / "predictions.csv"),
+                                 Predictions.read(base_folder / "predictions.csv")], [cell.arm, baseline],
+                                EvaluationSettings(replicates=config.replicates, seed=cell.seed, level=config.level),
+                                [cell.folder, base_folder])
+        (pair,) = statistics["comparisons"]
+        rows.append({"arm": cell.arm, "baseline": baseline, "label_fraction": cell.fraction, "seed": cell.seed,
+                     **{f"mean_auroc_{k}": v for k, v in pair["mean_auroc"].items()},
+                     "findings": pair["findings"]})
+    return rows
+
+
+def write_results(config: SweepConfig) -> Path:
+    """From every done cell: results.csv (per cell, the test mean AUROC with its CI and each
+    finding's), summary.csv (per arm and fraction, the mean and standard deviation over seeds),
+    comparisons.csv (each arm against the baseline per fraction and seed: the difference of mean
+    AUROC with its paired bootstrap CI and p, Holm- and BH-corrected across the sweep's
+    comparisons) and sweep.json, all of it, which `cxrfast report` draws."""
+    from cxrfast.eval.multiple_comparisons import benjamini_hochberg, holm
+
+    done = _done_metrics(config)
+    findings = list(next(iter(done.values()))["findings"]) if done else []
+    rows = [[arm, fraction, seed, m["mean_auroc"]["value"], *m["mean_auroc"]["bootstrap_ci"],
+             *[m["findings"][f]["auroc"] for f in findings]] for (arm, fraction, seed), m in done.items()]
     out = Path(config.out)
     write_table(out / RESULTS_CSV, ["arm", "label_fraction", "seed", "mean_auroc", "ci_lower", "ci_upper",
                                     *[f"{f} auroc" for f in findings]], rows)
     summary = []
     for arm in config.arms:
         for fraction in config.label_fractions:
-            values = [r[3] for r in rows if r[0] == arm and r[1] == fraction and r[3] is not None]
-            summary.append([arm, fraction, len(values), float(np.mean(values)) if values else math.nan,
-                            float(np.std(values, ddof=1)) if len(values) > 1 else math.nan])
-    write_table(out / SUMMARY_CSV, ["arm", "label_fraction", "seeds_done", "mean_auroc", "sd_over_seeds"], summary)
+            cells_done = [m["mean_auroc"] for (a, f, _), m in done.items() if a == arm and f == fraction]
+            values = [c["value"] for c in cells_done if c["value"] is not None]
+            bounds = np.array([c["bootstrap_ci"] for c in cells_done if None not in c["bootstrap_ci"]], float)
+            summary.append({"arm": arm, "label_fraction": fraction, "seeds_done": len(values),
+                            "mean_auroc": float(np.mean(values)) if values else math.nan,
+                            "sd_over_seeds": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+                            "ci_lower": float(bounds[:, 0].mean()) if len(bounds) else math.nan,
+                            "ci_upper": float(bounds[:, 1].mean()) if len(bounds) else math.nan})
+    write_table(out / SUMMARY_CSV, list(summary[0]), [list(s.values()) for s in summary])
+    comparisons = _comparisons(config, done)
+    p = np.array([c["mean_auroc_bootstrap_p"] for c in comparisons], float)
+    for c, p_holm, p_bh in zip(comparisons, holm(p), benjamini_hochberg(p)):
+        c["mean_auroc_bootstrap_p_holm"], c["mean_auroc_bootstrap_p_bh"] = float(p_holm), float(p_bh)
+    write_table(out / COMPARISONS_CSV,
+                ["arm", "baseline", "label_fraction", "seed", "mean_auroc_difference", "ci_lower", "ci_upper",
+                 "bootstrap_p", "bootstrap_p_holm", "bootstrap_p_bh"],
+                [[c["arm"], c["baseline"], c["label_fraction"], c["seed"], c["mean_auroc_difference"],
+                  *c["mean_auroc_bootstrap_ci"], c["mean_auroc_bootstrap_p"], c["mean_auroc_bootstrap_p_holm"],
+                  c["mean_auroc_bootstrap_p_bh"]] for c in comparisons])
+    write_json(out / SWEEP_JSON, {"findings": findings, "level": config.level, "replicates": config.replicates,
+                                  "baseline": config.baseline or next(iter(config.arms)),
+                                  "cells": [{"arm": a, "label_fraction": f, "seed": s, "mean_auroc": m["mean_auroc"]}
+                                            for (a, f, s), m in done.items()],
+                                  "summary": summary, "comparisons": comparisons})
     return out / RESULTS_CSV
-
