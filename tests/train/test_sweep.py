@@ -33,8 +33,8 @@ def setting(tmp_path_factory):
     return root, labels, encoder
 
 
-def _config(root, labels, encoder, out, broken=True):
-    arms = {"random": "{init = 'random'}", "encoder": f"{{init = '{encoder}'}}"}
+def _config(root, labels, encoder, out, broken=True, arms=None):
+    arms = arms or {"random": "{init = 'random'}", "encoder": f"{{init = '{encoder}'}}"}
     if broken:
         arms["broken"] = f"{{init = '{root / 'missing.safetensors'}'}}"
     text = "\n".join([
@@ -109,7 +109,7 @@ def test_a_killed_sweep_finishes_with_the_same_results(setting, tmp_path, one_th
 def test_bad_sweeps_are_refused_before_any_cell(tmp_path):
     bad = tmp_path / "bad.toml"
     for text, message in (("data = 'x'\nout = 'y'\n", "name at least one arm"),
-                          ("data = 'x'\nout = 'y'\n[arms]\na = {mode = 'linear'}\n", "arms.a: a table with at least init"),
+                          ("data = 'x'\nout = 'y'\n[arms]\na = {mode = 'linear'}\n", "arms.a: a table with init"),
                           ("data = 'x'\nout = 'y'\nlabel_fractions = [0, 1]\n[arms]\na = {init = 'random'}\n",
                            r"label_fractions must be in \(0, 1\]"),
                           ("data = 'x'\nout = 'y'\n[finetune]\nseed = 3\n[arms]\na = {init = 'random'}\n",
@@ -166,3 +166,19 @@ def test_the_report_of_a_sweep(setting, tmp_path):
     for row, expected in zip(comparisons[1:], sweep["comparisons"]):
         close(row[4], expected["mean_auroc_difference"])
         close(row[5], *expected["mean_auroc_bootstrap_ci"])
+
+
+def test_a_pretraining_arm_is_run_once_and_reused(setting, tmp_path):
+    root, labels, _ = setting
+    spark = (f"{{pretrain = {{method = 'spark', data = '{labels}', backbone = 'resnet18', image_size = 32, "
+             "epochs = 1, batch_size = 8, workers = 0}}")
+    config = load_sweep(_config(root, labels, None, tmp_path / "sweep", broken=False,
+                                arms={"random": "{init = 'random'}", "spark": spark}))
+    report = run_sweep(config)
+    assert not report.failed and len(report.done) == 4
+    encoder = tmp_path / "sweep" / "pretrain" / "spark" / "encoder.safetensors"
+    made = encoder.stat().st_mtime_ns
+    run = json.loads((tmp_path / "sweep" / "cells" / "spark" / "fraction-1" / "seed-0" / "run.json").read_text())
+    assert run["init"]["init"] == "pretraining run" and run["init"]["path"] == str(encoder.resolve())
+    (tmp_path / "sweep" / "cells" / "spark" / "fraction-1" / "seed-0" / "cell.json").unlink()  # redo one cell
+    assert run_sweep(config).done == ["spark/fraction-1/seed-0"] and encoder.stat().st_mtime_ns == made

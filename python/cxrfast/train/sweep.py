@@ -1,6 +1,8 @@
 """`cxrfast sweep CONFIG`: a label-efficiency grid as one resumable command. Arms (initialisations:
-random, a checkpoint, a pretraining run) × label fractions × seeds, each cell fine-tuned on the
-same labelled data and evaluated on its test split, then gathered into one table.
+random, a checkpoint, a pretraining run, or a pretraining the sweep runs itself, once, into
+`pretrain/<arm>`, resumed after a kill and reused by the arm's cells) × label fractions × seeds,
+each cell fine-tuned on the same labelled data and evaluated on its test split, then gathered
+into one table.
 
 Each cell is its own run folder, `cells/<arm>/fraction-<f>/seed-<s>`, done once: `cell.json` says
 "done" when its fine-tuning and evaluation finished, and a rerun after a kill skips it, resumes a
@@ -30,7 +32,8 @@ from cxrfast.atomic import write_json
 from cxrfast.errors import ConfigError, CxrfastError
 from cxrfast.eval.evaluation import METRICS_JSON, EvaluationSettings, evaluate_predictions, write_table
 from cxrfast.train.checkpoint import checkpoints
-from cxrfast.train.config import FinetuneConfig, load_config
+from cxrfast.train.config import FinetuneConfig, PretrainConfig, load_config
+from cxrfast.train.initial_weights import ENCODER_FILE
 
 CELL_FILE, EVALUATION = "cell.json", "evaluation"
 RESULTS_CSV, SUMMARY_CSV, COMPARISONS_CSV, SWEEP_JSON = "results.csv", "summary.csv", "comparisons.csv", "sweep.json"
@@ -60,12 +63,16 @@ class SweepConfig:
         if not self.arms:
             raise ConfigError("arms: name at least one arm, e.g. arms.random = {init = 'random'}")
         for name, arm in self.arms.items():
-            if not isinstance(arm, dict) or "init" not in arm:
-                raise ConfigError(f"arms.{name}: a table with at least init (random, a checkpoint or a run)")
+            if not isinstance(arm, dict) or ("init" in arm) == ("pretrain" in arm):
+                raise ConfigError(f"arms.{name}: a table with init (random, a checkpoint or a run) or pretrain "
+                                  "(a pretraining config), one of the two")
+            if "pretrain" in arm and not isinstance(arm["pretrain"], dict):
+                raise ConfigError(f"arms.{name}.pretrain: a table of pretraining keys (method, data, backbone, ...)")
             if "/" in name or name in (".", ".."):
                 raise ConfigError(f"arms.{name}: an arm's name is a folder name; no '/'")
         for key in ("data", "out", "label_fraction", "seed", "init"):
-            if key in self.finetune or any(key in arm and key != "init" for arm in self.arms.values()):
+            if key in self.finetune or any(key in arm and key != "init" for arm in self.arms.values()) \
+                    or any("out" in arm.get("pretrain", {}) for arm in self.arms.values()):
                 raise ConfigError(f"finetune.{key}: set by the sweep for each cell")
         if self.baseline is not None and self.baseline not in self.arms:
             raise ConfigError(f"baseline {self.baseline!r} is not one of the arms {', '.join(self.arms)}")
@@ -111,10 +118,28 @@ def shard_of(grid: list[Cell], shard: tuple[int, int]) -> list[Cell]:
     return [cell for index, cell in enumerate(grid) if index % n == k - 1]
 
 
-def cell_config(config: SweepConfig, cell: Cell) -> FinetuneConfig:
-    arm = config.arms[cell.arm]
-    values = {**config.finetune, **arm, "data": config.data, "out": str(cell.folder),
-              "label_fraction": cell.fraction, "seed": cell.seed}
+def pretrained_init(config: SweepConfig, arm: str) -> str:
+    """The arm's init: as given, or its pretraining run (`pretrain/<arm>`), run, resumed or reused."""
+    from cxrfast.train.pretrain import pretrain
+
+    settings = config.arms[arm]
+    if "pretrain" not in settings:
+        return settings["init"]
+    folder = Path(config.out) / "pretrain" / arm
+    if not (folder / ENCODER_FILE).is_file():  # written last: its presence means the run finished
+        resume = folder.is_dir() and bool(checkpoints(folder))
+        pretrain(load_config(None, (), kind=PretrainConfig, **{**settings["pretrain"], "out": str(folder)}),
+                 resume=resume, progress=False)
+    return str(folder)
+
+
+def cell_config(config: SweepConfig, cell: Cell, init: str | None = None) -> FinetuneConfig:
+    """The cell's fine-tuning config; a pretraining arm's backbone is its pretraining's unless set."""
+    arm = {k: v for k, v in config.arms[cell.arm].items() if k != "pretrain"}
+    pretraining = config.arms[cell.arm].get("pretrain", {})
+    values = {**config.finetune, **({"backbone": pretraining["backbone"]} if "backbone" in pretraining else {}), **arm,
+              "init": init if init is not None else arm.get("init", "random"), "data": config.data,
+              "out": str(cell.folder), "label_fraction": cell.fraction, "seed": cell.seed}
     known = {f.name for f in fields(FinetuneConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -135,7 +160,7 @@ def run_cell(config: SweepConfig, cell: Cell) -> dict:
 
     settings = EvaluationSettings(replicates=config.replicates, seed=cell.seed, level=config.level)
     try:
-        finetune_config = cell_config(config, cell)
+        finetune_config = cell_config(config, cell, pretrained_init(config, cell.arm))
         resume = cell.folder.is_dir() and bool(checkpoints(cell.folder))
         if cell.folder.is_dir() and not resume:
             shutil.rmtree(cell.folder)  # killed before its first checkpoint: nothing to keep
