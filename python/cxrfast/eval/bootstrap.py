@@ -29,18 +29,26 @@ from cxrfast.eval.resamples import Resamples
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
-def replicate_auroc(models: Sequence[np.ndarray], positive: np.ndarray, units: np.ndarray, random: np.ndarray,
-                    pools: Sequence[tuple[np.ndarray, int]], unit_count: int) -> np.ndarray:
-    """(B, K) AUROC of each of K models' (N,) scores against bool `positive` (N,) in each replicate
-    of the uint32 matrix `random` (B, columns) drawn from `pools` (`Resamples.finding_pools`),
-    image i weighing as often as its unit `units[i]` is drawn."""
-    from cxrfast import _C
-
+def sorted_orders(models: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(K, N) each model's images by ascending score, and (K, N) 1 where a tie block starts."""
     orders = np.stack([np.argsort(np.asarray(s, np.float64)) for s in models]).astype(np.int64)
     first = np.ones(orders.shape, np.uint8)
     for k, s in enumerate(models):
         ordered = np.asarray(s, np.float64)[orders[k]]
         first[k, 1:] = ordered[1:] != ordered[:-1]
+    return orders, first
+
+
+def replicate_auroc(models: Sequence[np.ndarray], positive: np.ndarray, units: np.ndarray, random: np.ndarray,
+                    pools: Sequence[tuple[np.ndarray, int]], unit_count: int,
+                    orders: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(B, K) AUROC of each of K models' (N,) scores against bool `positive` (N,) in each replicate
+    of the uint32 matrix `random` (B, columns) drawn from `pools` (`Resamples.finding_pools`),
+    image i weighing as often as its unit `units[i]` is drawn; `orders` is `sorted_orders(models)`
+    when the caller has it."""
+    from cxrfast import _C
+
+    orders, first = sorted_orders(models) if orders is None else orders
     pool_units = np.concatenate([np.zeros(0, np.int64)] + [np.asarray(pool, np.int64) for pool, _ in pools])
     pool_start = np.cumsum([0] + [len(pool) for pool, _ in pools]).astype(np.int64)
     pool_column = np.array([column for _, column in pools], np.int64)
@@ -94,11 +102,11 @@ def replicate(models: Sequence, targets, resamples: Resamples, known=None,
         whole[:, f] = [auroc(s, positive) for s in scores]
         if math.isnan(whole[0, f]):
             continue
-        units = resamples.units[rows[:, f]]
+        units, orders = resamples.units[rows[:, f]], sorted_orders(scores)  # one sort for both kinds of replicate
         finding[:, :, f] = replicate_auroc(scores, positive, units, resamples.random, resamples.finding_pools(f),
-                                           resamples.unit_count).T
+                                           resamples.unit_count, orders).T
         joint[:, :, f] = replicate_auroc(scores, positive, units, resamples.random, resamples.joint_pools(),
-                                         resamples.unit_count).T
+                                         resamples.unit_count, orders).T
     defined = ~np.isnan(whole[0])
     return [Replicated(whole[k], finding[k], joint[k][:, defined].mean(axis=1) if defined.any()
                        else np.full(B, math.nan)) for k in range(K)]

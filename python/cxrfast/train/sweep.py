@@ -226,12 +226,13 @@ def _comparisons(config: SweepConfig, done: dict) -> list[dict]:
     from cxrfast.eval.predictions import Predictions
 
     baseline = config.baseline or next(iter(config.arms))
+    grid = {(cell.arm, cell.fraction, cell.seed): cell for cell in cells(config)}
     rows = []
-    for cell in cells(config):
-        key, base = (cell.arm, cell.fraction, cell.seed), (baseline, cell.fraction, cell.seed)
+    for key, cell in grid.items():
+        base = (baseline, cell.fraction, cell.seed)
         if cell.arm == baseline or key not in done or base not in done:
             continue
-        base_folder = next(c.folder for c in cells(config) if (c.arm, c.fraction, c.seed) == base)
+        base_folder = grid[base].folder
         statistics, _ = compare([Predictions.read(cell.folder / "predictions.csv"),
                                  Predictions.read(base_folder / "predictions.csv")], [cell.arm, baseline],
                                 EvaluationSettings(replicates=config.replicates, seed=cell.seed, level=config.level),
