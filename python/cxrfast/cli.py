@@ -115,8 +115,8 @@ def _sweep(args) -> int:
     from cxrfast.train.sweep import load_sweep, run_sweep
 
     console = Console()
-    report = run_sweep(load_sweep(args.config, tuple(args.set)), shard=args.shard, dry_run=args.dry_run,
-                       console=console)
+    report = run_sweep(load_sweep(args.config, tuple(args.set)), shard=args.shard, jobs=args.jobs,
+                       dry_run=args.dry_run, console=console)
     if not args.dry_run:
         console.print(f"{len(report.done)} cells done now, {len(report.skipped)} before, {len(report.failed)} "
                       f"failed; results: {report.results}")
@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep key")
     sweep.add_argument("--dry-run", action="store_true", help="list this shard's cells and what is done")
     sweep.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N", help="run every N-th cell from the K-th")
+    sweep.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="cells run at once, each in its own process (its share of the CPU threads, a GPU each)")
     sweep.set_defaults(run=_sweep)
     report = command("report", help="one self-contained HTML page (and Markdown tables) of evaluate/compare output")
     report.add_argument("folder", help="a folder cxrfast evaluate or cxrfast compare wrote")

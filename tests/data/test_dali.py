@@ -65,8 +65,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def dicom_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dali-dicom")
+def dicom_folder(module_folder):
+    folder = module_folder("dali-dicom")
     for k, (name, (syntax, bits, header)) in enumerate(CASES.items()):
         signed = header.get("pixel_representation", 0) == 1
         write_dicom(folder / f"{k:02d}-{name}.dcm", _stored(bits, k, signed), transfer_syntax=syntax,
@@ -140,13 +140,13 @@ def test_center_view_equals_torch_antialiased_resize(dicom_folder):
 
 
 @pytest.fixture(scope="module")
-def constant_cache(tmp_path_factory):
+def constant_cache(module_folder):
     """A prepared cache of 11 images, image i constant at (i + 1) / 16: a batch tells its indices."""
-    source = tmp_path_factory.mktemp("dali-constant")
+    source = module_folder("dali-constant")
     for i in range(11):
         write_dicom(source / f"{i:02d}.dcm", np.full((40, 36), (i + 1) * 256, np.uint16), bits_stored=12,
                     window=(2048.0, 4097.0), voi_lut_function="LINEAR_EXACT", patient_id=f"C{i}")
-    out = tmp_path_factory.mktemp("dali-constant-cache") / "cache"
+    out = module_folder("dali-constant-cache") / "cache"
     prepare_cache(source, out, size=32, workers=1, progress=False)
     return out
 

@@ -54,8 +54,8 @@ def _layout(root, side: int = 1024) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def jsrt(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jsrt")
+def jsrt(module_folder):
+    root = module_folder("jsrt")
     return root, _layout(root)
 
 

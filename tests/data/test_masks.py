@@ -21,8 +21,8 @@ from cxrfast.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    out = tmp_path_factory.mktemp("masked")
+def archive(module_folder):
+    out = module_folder("masked")
     return write_phantom_archive(out, 4, rows=72, columns=64, seed=7, lung_masks=True, progress=False)
 
 

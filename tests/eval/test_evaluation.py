@@ -23,8 +23,8 @@ SETTINGS = EvaluationSettings(replicates=200, seed=3)
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
-    out = tmp_path_factory.mktemp("predictions")
+def written(module_folder):
+    out = module_folder("predictions")
     a = synthetic_predictions(0)
     b = synthetic_predictions(1, signal=0.5, targets=a.targets)
     return a.write(out / "a.csv"), b.write(out / "b.csv"), a, b

@@ -17,8 +17,8 @@ from helpers.predictions import FINDINGS, synthetic_predictions
 
 SETTINGS = EvaluationSettings(replicates=100, seed=1)
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report")
+def folders(module_folder):
+    root = module_folder("report")
     a = synthetic_predictions(0).write(root / "a.csv")
     b = synthetic_predictions(1, signal=0.4, targets=synthetic_predictions(0).targets).write(root / "b.csv")
     evaluate_predictions(a, root / "evaluated", SETTINGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import torch
@@ -17,6 +18,22 @@ def phantoms(tmp_path_factory):
     out = tmp_path_factory.mktemp("phantoms")
     write_phantom_archive(out, 20, rows=64, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def module_folder(tmp_path_factory, request):
+    """`module_folder(name)`: a new folder for files a module's tests share, all of them removed
+    when the module is done. CI's disk can be small and a segmentation run writes hundreds of MB:
+    like each passing test's tmp_path (tmp_path_retention_policy), nothing outlives its module."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+    def folder(name: str):
+        path = root / name
+        path.mkdir()
+        return path
+
+    yield folder
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

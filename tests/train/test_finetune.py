@@ -33,10 +33,10 @@ FINDINGS = ["Cardiomegaly", "Pleural Effusion"]
 
 
 @pytest.fixture(scope="module")
-def labelled(tmp_path_factory):
+def labelled(module_folder):
     """40 phantoms (one per patient) with common cardiomegaly and effusion: every part of a
     20/10/10 split has both classes of both; and their lung masks."""
-    out = tmp_path_factory.mktemp("labelled")
+    out = module_folder("labelled")
     return write_phantom_archive(out, 40, rows=64, progress=False, lung_masks=True,
                                  findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.4)}))
 
@@ -53,10 +53,10 @@ def _rows(path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
+def encoder(module_folder):
     """A known starting encoder: a seeded random ResNet-18 exported as a pretraining run would."""
     torch.manual_seed(123)
-    return export_encoder(create_backbone("resnet18"), tmp_path_factory.mktemp("encoder") / "encoder.safetensors")
+    return export_encoder(create_backbone("resnet18"), module_folder("encoder") / "encoder.safetensors")
 
 
 def _backbone_part(state: dict) -> dict:

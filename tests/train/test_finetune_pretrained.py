@@ -18,13 +18,13 @@ from cxrfast.train import FinetuneConfig, finetune, load_config, pretrain
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pretrained")
+def pretrained(module_folder):
+    out = module_folder("pretrained")
     labels = write_phantom_archive(out / "phantoms", 400, rows=64, progress=False,
                                    findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.3)}))
     config = load_config(None, (), method="spark", data=str(labels), backbone="resnet18", out=str(out / "spark"),
                          image_size=64, epochs=4, batch_size=32, workers=2, lr=2e-3, warmup_epochs=1,
-                         checkpoint_every=1000, method_options={"decoder_width": 64})
+                         checkpoint_every=1000, keep_checkpoints=1, method_options={"decoder_width": 64})
     pretrain(config, progress=False)
     return labels, out / "spark"
 

@@ -17,8 +17,8 @@ from cxrfast.train.initial_weights import initial_backbone
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, phantoms):
-    out = tmp_path_factory.mktemp("pretrained") / "run"
+def run(module_folder, phantoms):
+    out = module_folder("pretrained") / "run"
     config = load_config(None, (), method="simclr", data=str(phantoms), backbone="resnet18", out=str(out), epochs=1,
                          batch_size=4, image_size=32, workers=0, warmup_epochs=0,
                          method_options={"hidden_dim": 32, "projection_dim": 8})

@@ -26,8 +26,8 @@ N = 40
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    out = tmp_path_factory.mktemp("probe")
+def phantoms(module_folder):
+    out = module_folder("probe")
     # Every finding common, so that each split holds both classes of each.
     write_phantom_archive(out, N, rows=64, findings=Findings(dict.fromkeys(FINDINGS, Finding(0.5))), progress=False)
     return out / "labels.csv"

@@ -21,8 +21,8 @@ FINDINGS = ["Cardiomegaly", "Pleural Effusion"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
+def runs(module_folder):
+    root = module_folder("runs")
     labels = write_phantom_archive(root / "data", 40, rows=64, progress=False,
                                    findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.4)}))
     made = []

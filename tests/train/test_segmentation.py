@@ -20,8 +20,8 @@ from cxrfast.train import FinetuneConfig, finetune, load_config
 
 
 @pytest.fixture(scope="module")
-def masked(tmp_path_factory):
-    return write_phantom_archive(tmp_path_factory.mktemp("masked"), 60, rows=64, lung_masks=True, progress=False)
+def masked(module_folder):
+    return write_phantom_archive(module_folder("masked"), 60, rows=64, lung_masks=True, progress=False)
 
 
 def _config(labels, out, **values) -> FinetuneConfig:

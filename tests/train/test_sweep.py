@@ -24,8 +24,8 @@ from cxrfast.train.sweep import load_sweep, run_sweep
 
 
 @pytest.fixture(scope="module")
-def setting(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
+def setting(module_folder):
+    root = module_folder("sweep")
     labels = write_phantom_archive(root / "data", 40, rows=64, progress=False,
                                    findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.4)}))
     torch.manual_seed(5)
@@ -33,12 +33,12 @@ def setting(tmp_path_factory):
     return root, labels, encoder
 
 
-def _config(root, labels, encoder, out, broken=True, arms=None):
+def _config(root, labels, encoder, out, broken=True, arms=None, seeds="[0]"):
     arms = arms or {"random": "{init = 'random'}", "encoder": f"{{init = '{encoder}'}}"}
     if broken:
         arms["broken"] = f"{{init = '{root / 'missing.safetensors'}'}}"
     text = "\n".join([
-        f"data = '{labels}'", f"out = '{out}'", "label_fractions = [0.5, 1.0]", "seeds = [0]", "replicates = 50",
+        f"data = '{labels}'", f"out = '{out}'", "label_fractions = [0.5, 1.0]", f"seeds = {seeds}", "replicates = 50",
         "[arms]", *[f"{name} = {table}" for name, table in arms.items()],
         "[finetune]", "backbone = 'resnet18'", "mode = 'linear'", "image_size = 32", "epochs = 2", "batch_size = 5",
         "workers = 0", "checkpoint_every = 1", "findings = ['Cardiomegaly', 'Pleural Effusion']",
@@ -124,11 +124,12 @@ def test_bad_sweeps_are_refused_before_any_cell(tmp_path):
 def test_the_comparisons_equal_cxrfast_compare_on_the_same_cells(setting, tmp_path):
     from cxrfast.eval.comparison import compare_predictions
     from cxrfast.eval.evaluation import EvaluationSettings
-    from cxrfast.eval.multiple_comparisons import holm
+    from cxrfast.eval.multiple_comparisons import benjamini_hochberg, holm
 
     root, labels, encoder = setting
     run_sweep(load_sweep(_config(root, labels, encoder, tmp_path / "sweep", broken=False)))
     rows = _rows(tmp_path / "sweep" / "comparisons.csv")
+    per_finding = _rows(tmp_path / "sweep" / "finding_comparisons.csv")
     assert [(r["arm"], r["baseline"], r["label_fraction"]) for r in rows] == [("encoder", "random", "0.5"),
                                                                               ("encoder", "random", "1.0")]
     cells = tmp_path / "sweep" / "cells"
@@ -142,8 +143,15 @@ def test_the_comparisons_equal_cxrfast_compare_on_the_same_cells(setting, tmp_pa
         assert (float(row["mean_auroc_difference"]), float(row["bootstrap_p"])) == (mean["difference"],
                                                                                     mean["bootstrap_p"])
         assert [float(row["ci_lower"]), float(row["ci_upper"])] == mean["bootstrap_ci"]
+        for finding in (r for r in per_finding if r["label_fraction"] == row["label_fraction"]):
+            d = statistics["comparisons"][0]["findings"][finding["finding"]]
+            assert (float(finding["auroc_difference"]), float(finding["delong_p"])) == (d["difference"], d["delong_p"])
+            assert [float(finding["delong_lower"]), float(finding["delong_upper"])] == d["delong_ci"]
     p = [float(r["bootstrap_p"]) for r in rows]
     assert [float(r["bootstrap_p_holm"]) for r in rows] == pytest.approx(list(holm(p)))
+    p = [float(r["delong_p"]) for r in per_finding]  # corrected across all of the sweep's per-finding tests
+    assert len(p) == 4 and [float(r["delong_p_holm"]) for r in per_finding] == pytest.approx(list(holm(p)))
+    assert [float(r["delong_p_bh"]) for r in per_finding] == pytest.approx(list(benjamini_hochberg(p)))
     sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert len(sweep["cells"]) == 4 and sweep["baseline"] == "random"
 
@@ -157,7 +165,7 @@ def test_the_report_of_a_sweep(setting, tmp_path):
     assert main(["report", str(tmp_path / "sweep")]) == 0
     page = read_page(tmp_path / "sweep" / "report.html")
     assert isinstance(page, Page) and len(page.images) == 1  # the label-efficiency plot
-    summary, comparisons = page.tables
+    summary, comparisons, by_finding, delong = page.tables
     sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     for row, expected in zip(summary[1:], sweep["summary"]):
         assert (row[0], float(row[1])) == (expected["arm"], expected["label_fraction"])
@@ -166,19 +174,51 @@ def test_the_report_of_a_sweep(setting, tmp_path):
     for row, expected in zip(comparisons[1:], sweep["comparisons"]):
         close(row[4], expected["mean_auroc_difference"])
         close(row[5], *expected["mean_auroc_bootstrap_ci"])
+    assert by_finding[0] == ["arm", "label fraction", "Cardiomegaly", "Pleural Effusion"]
+    results = _rows(tmp_path / "sweep" / "results.csv")  # one seed: each cell's own AUROC
+    assert [row[2:] for row in by_finding[1:]] == [[f"{float(r[f'{f} auroc']):.3f}" for f in by_finding[0][2:]]
+                                                   for r in results]
+    assert len(delong) == 1 + 4
+    for row, expected in zip(delong[1:], _rows(tmp_path / "sweep" / "finding_comparisons.csv")):
+        assert row[4] == expected["finding"]
+        close(row[5], float(expected["auroc_difference"]))
+        close(row[7], float(expected["delong_p"]))
 
 
 def test_a_pretraining_arm_is_run_once_and_reused(setting, tmp_path):
     root, labels, _ = setting
     spark = (f"{{pretrain = {{method = 'spark', data = '{labels}', backbone = 'resnet18', image_size = 32, "
              "epochs = 1, batch_size = 8, workers = 0}}")
+    missing = "{pretrain = {method = 'simclr', data = 'no-such-folder', backbone = 'resnet18', epochs = 1}}"
     config = load_sweep(_config(root, labels, None, tmp_path / "sweep", broken=False,
-                                arms={"random": "{init = 'random'}", "spark": spark}))
+                                arms={"random": "{init = 'random'}", "spark": spark, "missing": missing}))
     report = run_sweep(config)
-    assert not report.failed and len(report.done) == 4
+    assert len(report.done) == 4 and set(report.failed) == {"missing/fraction-0.5/seed-0", "missing/fraction-1/seed-0"}
+    assert all(e.startswith("pretraining failed:") and "no-such-folder" in e for e in report.failed.values())
     encoder = tmp_path / "sweep" / "pretrain" / "spark" / "encoder.safetensors"
+    assert not list(encoder.parent.glob("*.pt"))  # the cells need the encoder only
     made = encoder.stat().st_mtime_ns
     run = json.loads((tmp_path / "sweep" / "cells" / "spark" / "fraction-1" / "seed-0" / "run.json").read_text())
     assert run["init"]["init"] == "pretraining run" and run["init"]["path"] == str(encoder.resolve())
     (tmp_path / "sweep" / "cells" / "spark" / "fraction-1" / "seed-0" / "cell.json").unlink()  # redo one cell
     assert run_sweep(config).done == ["spark/fraction-1/seed-0"] and encoder.stat().st_mtime_ns == made
+
+
+def test_parallel_jobs_give_the_results_of_one_process(setting, tmp_path, one_thread):
+    """2 arms × 2 fractions × 2 seeds, one cell at a time and two at a time (each in its own
+    process with one thread, as here): the same results; and the means over seeds."""
+    from statistics import mean, stdev
+
+    root, labels, encoder = setting
+    run_sweep(load_sweep(_config(root, labels, encoder, tmp_path / "one", broken=False, seeds="[0, 1]")))
+    assert main(["sweep", str(_config(root, labels, encoder, tmp_path / "two", broken=False, seeds="[0, 1]")),
+                 "--jobs", "2"]) == 0
+    for name in ("results.csv", "summary.csv", "findings.csv", "comparisons.csv", "finding_comparisons.csv"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text(), name
+    results = _rows(tmp_path / "one" / "results.csv")
+    assert len(results) == 8
+    for row in _rows(tmp_path / "one" / "findings.csv"):
+        values = [float(r[f"{row['finding']} auroc"]) for r in results
+                  if (r["arm"], r["label_fraction"]) == (row["arm"], row["label_fraction"])]
+        assert row["seeds_done"] == "2" and float(row["mean_auroc"]) == pytest.approx(mean(values))
+        assert float(row["sd_over_seeds"]) == pytest.approx(stdev(values))

@@ -152,6 +152,28 @@ def sweep_tables(sweep: dict) -> list[tuple[list[str], list[list[str]]]]:
     return [summary, comparisons]
 
 
+def sweep_finding_tables(sweep: dict) -> list[tuple[list[str], list[list[str]]]]:
+    """Per finding: the mean AUROC over seeds (± sd) by arm and fraction, one column a finding;
+    and each arm's difference from the baseline with DeLong's CI and p, corrected across the sweep."""
+    by_cell = {(r["arm"], r["label_fraction"], r["finding"]): r for r in sweep["finding_summary"]}
+
+    def over_seeds(row: dict) -> str:
+        sd = row["sd_over_seeds"]
+        return number(row["mean_auroc"]) + ("" if sd is None else f" ± {number(sd)}")
+
+    summary = (["arm", "label fraction", *sweep["findings"]],
+               [[r["arm"], f"{r['label_fraction']:g}",
+                 *[over_seeds(by_cell[r["arm"], r["label_fraction"], f]) for f in sweep["findings"]]]
+                for r in sweep["summary"]])
+    comparisons = (["arm", "baseline", "label fraction", "seed", "finding", "Δ AUROC", "DeLong CI", "DeLong p",
+                    "p (Holm)", "p (BH)"],
+                   [[c["arm"], c["baseline"], f"{c['label_fraction']:g}", str(c["seed"]), c["finding"],
+                     number(c["auroc_difference"]), interval([c["delong_lower"], c["delong_upper"]]),
+                     p_value(c["delong_p"]), p_value(c["delong_p_holm"]), p_value(c["delong_p_bh"])]
+                    for c in sweep["finding_comparisons"]])
+    return [summary, comparisons]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -246,6 +268,12 @@ def write_report(folder: str | os.PathLike) -> Path:
                         f"<img alt='label-efficiency plot' src='data:image/png;base64,{_label_efficiency(sweep)}'>"
                         f"{_table(summary_header, summary_rows)}{_table(comparison_header, comparison_rows)}")
         markdown += [_markdown(summary_header, summary_rows), _markdown(comparison_header, comparison_rows)]
+        (finding_header, finding_rows), (delong_header, delong_rows) = sweep_finding_tables(sweep)
+        sections.append(f"<h2>Label efficiency per finding</h2><p class='note'>Test AUROC, mean ± sd over seeds; "
+                        "each arm's difference from the baseline with DeLong's test, corrected across the sweep's "
+                        f"per-finding tests.</p>{_table(finding_header, finding_rows)}"
+                        f"{_table(delong_header, delong_rows)}")
+        markdown += [_markdown(finding_header, finding_rows), _markdown(delong_header, delong_rows)]
     for data in (metrics, statistics):
         if data is not None and data.get("task") == "segmentation":
             header, rows = segmentation_tables(data)

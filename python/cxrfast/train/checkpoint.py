@@ -3,6 +3,7 @@ resume would find it), the last k kept, and the best one; and the random state t
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -27,8 +28,14 @@ def save_checkpoint(state: dict, run: Path, step: int, keep: int) -> Path:
 
 
 def save_best(path: Path, run: Path) -> None:
+    """best.pt is the checkpoint at `path`: a hard link where the file system has them (a
+    checkpoint is never written in place, so the two cannot drift; a segmentation run's is
+    hundreds of MB), else a copy."""
     with atomic_path(run / BEST) as temporary:
-        shutil.copyfile(path, temporary)
+        try:
+            os.link(path, temporary)
+        except OSError:
+            shutil.copyfile(path, temporary)
 
 
 def checkpoints(run: Path) -> list[Path]:

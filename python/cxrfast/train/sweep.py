@@ -10,7 +10,8 @@ cell that had reached a checkpoint and starts again one that had not. A cell tha
 its error in `cell.json` and the sweep goes on; the next run tries it again. A finished cell keeps
 what the results need (its config, split, logs, classifier, predictions, thresholds and
 evaluation) and drops its optimiser checkpoints, so a sweep of a hundred small cells fits on a
-laptop. `shard=(k, n)` runs the cells whose index in the grid is k − 1 modulo n, so machines
+laptop. `jobs` runs that many cells at once in their own processes, each with its share of the
+CPU's threads and, where there are GPUs, one of them in turn. `shard=(k, n)` runs the cells whose index in the grid is k − 1 modulo n, so machines
 sharing the folder (a Slurm array) split a sweep with no scheduler of ours; `results.csv` is
 rewritten from every done cell by each of them.
 """
@@ -31,12 +32,13 @@ from rich.console import Console
 from cxrfast.atomic import write_json
 from cxrfast.errors import ConfigError, CxrfastError
 from cxrfast.eval.evaluation import METRICS_JSON, EvaluationSettings, evaluate_predictions, write_table
-from cxrfast.train.checkpoint import checkpoints
+from cxrfast.train.checkpoint import BEST, checkpoints
 from cxrfast.train.config import FinetuneConfig, PretrainConfig, load_config
 from cxrfast.train.initial_weights import ENCODER_FILE
 
 CELL_FILE, EVALUATION = "cell.json", "evaluation"
-RESULTS_CSV, SUMMARY_CSV, COMPARISONS_CSV, SWEEP_JSON = "results.csv", "summary.csv", "comparisons.csv", "sweep.json"
+RESULTS_CSV, SUMMARY_CSV, FINDINGS_CSV, SWEEP_JSON = "results.csv", "summary.csv", "findings.csv", "sweep.json"
+COMPARISONS_CSV, FINDING_COMPARISONS_CSV = "comparisons.csv", "finding_comparisons.csv"
 KEPT = ("config.yaml", "split.csv", "metrics.csv", "validation.csv", "run.json", "classifier.safetensors",
         "predictions.csv", "thresholds.json", CELL_FILE, EVALUATION)
 
@@ -118,7 +120,7 @@ def shard_of(grid: list[Cell], shard: tuple[int, int]) -> list[Cell]:
     return [cell for index, cell in enumerate(grid) if index % n == k - 1]
 
 
-def pretrained_init(config: SweepConfig, arm: str) -> str:
+def pretrained_init(config: SweepConfig, arm: str, progress: bool = False) -> str:
     """The arm's init: as given, or its pretraining run (`pretrain/<arm>`), run, resumed or reused."""
     from cxrfast.train.pretrain import pretrain
 
@@ -129,7 +131,9 @@ def pretrained_init(config: SweepConfig, arm: str) -> str:
     if not (folder / ENCODER_FILE).is_file():  # written last: its presence means the run finished
         resume = folder.is_dir() and bool(checkpoints(folder))
         pretrain(load_config(None, (), kind=PretrainConfig, **{**settings["pretrain"], "out": str(folder)}),
-                 resume=resume, progress=False)
+                 resume=resume, progress=progress)
+        for path in [*checkpoints(folder), folder / BEST]:  # the cells need its encoder only
+            path.unlink(missing_ok=True)
     return str(folder)
 
 
@@ -167,11 +171,17 @@ def run_cell(config: SweepConfig, cell: Cell) -> dict:
         finetune(finetune_config, resume=resume, progress=False)
         evaluate_predictions(cell.folder, cell.folder / EVALUATION, settings)
         _prune(cell.folder)
-        state = {"status": "done", "cell": cell.name}
     except (CxrfastError, OSError, ValueError, RuntimeError) as e:  # the cell's failure, reported; others go on
-        cell.folder.mkdir(parents=True, exist_ok=True)
-        state = {"status": "failed", "cell": cell.name, "error": f"{type(e).__name__}: {e}",
-                 "traceback": traceback.format_exc()}
+        return failed_cell(cell, f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    state = {"status": "done", "cell": cell.name}
+    write_json(cell.folder / CELL_FILE, state)
+    return state
+
+
+def failed_cell(cell: Cell, error: str, **details) -> dict:
+    """Record in the cell's `cell.json` that it failed, and why; the next run tries it again."""
+    cell.folder.mkdir(parents=True, exist_ok=True)
+    state = {"status": "failed", "cell": cell.name, "error": error, **details}
     write_json(cell.folder / CELL_FILE, state)
     return state
 
@@ -184,10 +194,74 @@ class SweepReport:
     results: Path | None
 
 
-def run_sweep(config: SweepConfig, *, shard: tuple[int, int] = (1, 1), dry_run: bool = False,
+def _worker(slots, jobs: int, gpus: list[str]) -> None:
+    """A `--jobs` process: its share of the CPU's threads, and one of the GPUs in turn."""
+    slot = slots.get()
+    if gpus:  # before CUDA starts in this process: it reads the variable once
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+
+
+def _visible_gpus() -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return given.split(",") if given else [str(k) for k in range(torch.cuda.device_count())]
+
+
+def _pretrain_arms(config: SweepConfig, todo: list[Cell], console: Console) -> dict[str, str]:
+    """The pretraining arms' runs, made or resumed before any of their cells, with their progress
+    shown (and so that parallel cells never race to make one); an arm whose pretraining failed ->
+    its error, which each of its cells reports."""
+    failed = {}
+    for arm in dict.fromkeys(cell.arm for cell in todo):
+        if "pretrain" not in config.arms[arm]:
+            continue
+        if not (Path(config.out) / "pretrain" / arm / ENCODER_FILE).is_file():
+            console.print(f"pretraining arm {arm} into {Path(config.out) / 'pretrain' / arm}")
+        try:
+            pretrained_init(config, arm, progress=True)
+        except (CxrfastError, OSError, ValueError, RuntimeError) as e:
+            failed[arm] = f"pretraining failed: {type(e).__name__}: {e}"
+    return failed
+
+
+def _run_cells(config: SweepConfig, todo: list[Cell], jobs: int):
+    """Each cell with its `cell.json` state as it finishes: in this process one after another, or
+    in `jobs` processes."""
+    if jobs == 1:
+        for cell in todo:
+            yield cell, run_cell(config, cell)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # a forked child would inherit torch's threads
+    slots = context.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker,
+                             initargs=(slots, jobs, _visible_gpus())) as pool:
+        running = {pool.submit(run_cell, config, cell): cell for cell in todo}
+        for future in as_completed(running):
+            cell = running[future]
+            try:
+                yield cell, future.result()
+            except Exception as e:  # the process itself died (out of memory, a signal): the cell is not done
+                yield cell, failed_cell(cell, f"{type(e).__name__}: {e}")
+
+
+def run_sweep(config: SweepConfig, *, shard: tuple[int, int] = (1, 1), jobs: int = 1, dry_run: bool = False,
               console: Console | None = None) -> SweepReport:
-    """Run this shard's cells not yet done, then rewrite the results from every done cell."""
+    """Run this shard's cells not yet done, `jobs` at a time, then rewrite the results from every
+    done cell."""
     config.check()
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, not {jobs}")
     console = console or Console()
     mine = shard_of(cells(config), shard)
     done_before = [cell.name for cell in mine if cell.state()["status"] == "done"]
@@ -198,15 +272,21 @@ def run_sweep(config: SweepConfig, *, shard: tuple[int, int] = (1, 1), dry_run: 
     Path(config.out).mkdir(parents=True, exist_ok=True)
     done, failed = [], {}
     todo = [cell for cell in mine if cell.name not in done_before]
-    for number, cell in enumerate(todo, start=1):
-        with console.status(f"cell {number}/{len(todo)}: {cell.name}"):
-            state = run_cell(config, cell)
-        if state["status"] == "done":
-            done.append(cell.name)
-            console.print(f"[green]done[/green] {cell.name}")
-        else:
-            failed[cell.name] = state["error"]
-            console.print(f"[red]failed[/red] {cell.name}: {state['error']}")
+    pretraining_failed = _pretrain_arms(config, todo, console)
+    for cell in [cell for cell in todo if cell.arm in pretraining_failed]:
+        failed[cell.name] = failed_cell(cell, pretraining_failed[cell.arm])["error"]
+        console.print(f"[red]failed[/red] {cell.name}: {failed[cell.name]}")
+    todo = [cell for cell in todo if cell.arm not in pretraining_failed]
+    running = f"{min(jobs, len(todo))} at a time" if jobs > 1 else "one at a time"
+    with console.status(f"{len(todo)} cells to run, {running}") as status:
+        for finished, (cell, state) in enumerate(_run_cells(config, todo, jobs), start=1):
+            if state["status"] == "done":
+                done.append(cell.name)
+                console.print(f"[green]done[/green] {cell.name}")
+            else:
+                failed[cell.name] = state["error"]
+                console.print(f"[red]failed[/red] {cell.name}: {state['error']}")
+            status.update(f"{finished}/{len(todo)} cells finished, {running}")
     return SweepReport(done, failed, done_before, write_results(config))
 
 
@@ -244,14 +324,36 @@ def _comparisons(config: SweepConfig, done: dict) -> list[dict]:
     return rows
 
 
-def write_results(config: SweepConfig) -> Path:
-    """From every done cell: results.csv (per cell, the test mean AUROC with its CI and each
-    finding's), summary.csv (per arm and fraction, the mean and standard deviation over seeds),
-    comparisons.csv (each arm against the baseline per fraction and seed: the difference of mean
-    AUROC with its paired bootstrap CI and p, Holm- and BH-corrected across the sweep's
-    comparisons) and sweep.json, all of it, which `cxrfast report` draws."""
+def _over_seeds(estimates: list[dict]) -> dict:
+    """The mean and standard deviation over seeds of the cells' AUROCs (`value`), and the mean of
+    their bootstrap CI bounds; a cell without a defined AUROC is left out."""
+    values = [e["value"] for e in estimates if e["value"] is not None]
+    bounds = np.array([e["bootstrap_ci"] for e in estimates if None not in e["bootstrap_ci"]], float)
+    return {"seeds_done": len(values), "mean_auroc": float(np.mean(values)) if values else math.nan,
+            "sd_over_seeds": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+            "ci_lower": float(bounds[:, 0].mean()) if len(bounds) else math.nan,
+            "ci_upper": float(bounds[:, 1].mean()) if len(bounds) else math.nan}
+
+
+def _corrected(rows: list[dict], key: str) -> None:
+    """Holm's and Benjamini–Hochberg's corrections of `key` across all of the sweep's rows."""
     from cxrfast.eval.multiple_comparisons import benjamini_hochberg, holm
 
+    p = np.array([row[key] for row in rows], float)
+    for row, p_holm, p_bh in zip(rows, holm(p), benjamini_hochberg(p)):
+        row[f"{key}_holm"], row[f"{key}_bh"] = float(p_holm), float(p_bh)
+
+
+def write_results(config: SweepConfig) -> Path:
+    """From every done cell:
+    - results.csv: per cell, the test mean AUROC with its bootstrap CI, and each finding's AUROC;
+    - summary.csv: per arm and fraction, the mean and standard deviation over seeds of the mean
+      AUROC, and the mean of the cells' CI bounds; findings.csv: the same per finding;
+    - comparisons.csv: each arm against the baseline per fraction and seed, on the same test
+      images: the difference of mean AUROC with its paired bootstrap CI and p;
+      finding_comparisons.csv: per finding, the difference with DeLong's CI and p. Each p is
+      Holm- and BH-corrected across all of the sweep's comparisons of its kind;
+    - sweep.json, all of it, which `cxrfast report` draws."""
     done = _done_metrics(config)
     findings = list(next(iter(done.values()))["findings"]) if done else []
     rows = [[arm, fraction, seed, m["mean_auroc"]["value"], *m["mean_auroc"]["bootstrap_ci"],
@@ -259,31 +361,41 @@ def write_results(config: SweepConfig) -> Path:
     out = Path(config.out)
     write_table(out / RESULTS_CSV, ["arm", "label_fraction", "seed", "mean_auroc", "ci_lower", "ci_upper",
                                     *[f"{f} auroc" for f in findings]], rows)
-    summary = []
+    summary, finding_summary = [], []
     for arm in config.arms:
         for fraction in config.label_fractions:
-            cells_done = [m["mean_auroc"] for (a, f, _), m in done.items() if a == arm and f == fraction]
-            values = [c["value"] for c in cells_done if c["value"] is not None]
-            bounds = np.array([c["bootstrap_ci"] for c in cells_done if None not in c["bootstrap_ci"]], float)
-            summary.append({"arm": arm, "label_fraction": fraction, "seeds_done": len(values),
-                            "mean_auroc": float(np.mean(values)) if values else math.nan,
-                            "sd_over_seeds": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
-                            "ci_lower": float(bounds[:, 0].mean()) if len(bounds) else math.nan,
-                            "ci_upper": float(bounds[:, 1].mean()) if len(bounds) else math.nan})
+            metrics = [m for (a, f, _), m in done.items() if a == arm and f == fraction]
+            summary.append({"arm": arm, "label_fraction": fraction,
+                            **_over_seeds([m["mean_auroc"] for m in metrics])})
+            finding_summary += [{"arm": arm, "label_fraction": fraction, "finding": finding,
+                                 **_over_seeds([{"value": m["findings"][finding]["auroc"],
+                                                 "bootstrap_ci": m["findings"][finding]["bootstrap_ci"]}
+                                                for m in metrics])} for finding in findings]
     write_table(out / SUMMARY_CSV, list(summary[0]), [list(s.values()) for s in summary])
+    write_table(out / FINDINGS_CSV, ["arm", "label_fraction", "finding", *list(summary[0])[2:]],
+                [list(s.values()) for s in finding_summary])
     comparisons = _comparisons(config, done)
-    p = np.array([c["mean_auroc_bootstrap_p"] for c in comparisons], float)
-    for c, p_holm, p_bh in zip(comparisons, holm(p), benjamini_hochberg(p)):
-        c["mean_auroc_bootstrap_p_holm"], c["mean_auroc_bootstrap_p_bh"] = float(p_holm), float(p_bh)
+    _corrected(comparisons, "mean_auroc_bootstrap_p")
     write_table(out / COMPARISONS_CSV,
                 ["arm", "baseline", "label_fraction", "seed", "mean_auroc_difference", "ci_lower", "ci_upper",
                  "bootstrap_p", "bootstrap_p_holm", "bootstrap_p_bh"],
                 [[c["arm"], c["baseline"], c["label_fraction"], c["seed"], c["mean_auroc_difference"],
                   *c["mean_auroc_bootstrap_ci"], c["mean_auroc_bootstrap_p"], c["mean_auroc_bootstrap_p_holm"],
                   c["mean_auroc_bootstrap_p_bh"]] for c in comparisons])
+    finding_comparisons = [{"arm": c["arm"], "baseline": c["baseline"], "label_fraction": c["label_fraction"],
+                            "seed": c["seed"], "finding": finding, "auroc_difference": d["difference"],
+                            "delong_lower": d["delong_ci"][0], "delong_upper": d["delong_ci"][1],
+                            "delong_p": d["delong_p"]}
+                           for c in comparisons for finding, d in c.pop("findings").items()]
+    _corrected(finding_comparisons, "delong_p")
+    write_table(out / FINDING_COMPARISONS_CSV,
+                ["arm", "baseline", "label_fraction", "seed", "finding", "auroc_difference", "delong_lower",
+                 "delong_upper", "delong_p", "delong_p_holm", "delong_p_bh"],
+                [list(c.values()) for c in finding_comparisons])
     write_json(out / SWEEP_JSON, {"findings": findings, "level": config.level, "replicates": config.replicates,
                                   "baseline": config.baseline or next(iter(config.arms)),
                                   "cells": [{"arm": a, "label_fraction": f, "seed": s, "mean_auroc": m["mean_auroc"]}
                                             for (a, f, s), m in done.items()],
-                                  "summary": summary, "comparisons": comparisons})
+                                  "summary": summary, "finding_summary": finding_summary,
+                                  "comparisons": comparisons, "finding_comparisons": finding_comparisons})
     return out / RESULTS_CSV
