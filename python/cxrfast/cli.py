@@ -11,7 +11,7 @@ from dataclasses import fields
 from rich.console import Console
 from rich.table import Table
 
-from cxrfast.errors import CxrfastError
+from cxrfast.errors import ConfigError, CxrfastError
 
 
 def _header(args) -> int:
@@ -123,6 +123,21 @@ def _sweep(args) -> int:
     return 1 if report.failed else 0
 
 
+def _recipes(args) -> int:
+    from cxrfast.train.recipes import recipes
+
+    console, known = Console(), recipes()
+    if args.name is None:
+        for recipe in known.values():
+            console.print(f"[bold]{recipe.name}[/bold] ({recipe.kind}): {recipe.summary}")
+        console.print("cxrfast recipes NAME prints one; cxrfast sweep NAME or cxrfast finetune --preset NAME uses it")
+        return 0
+    if args.name not in known:
+        raise ConfigError(f"no recipe {args.name!r}; there are: {', '.join(known)}")
+    print(known[args.name].path.read_text(encoding="utf-8"), end="")  # plain, to redirect into a file and edit
+    return 0
+
+
 def _report(args) -> int:
     from cxrfast.eval.report import write_report
 
@@ -151,12 +166,14 @@ def _train(args, kind, run) -> int:
     from pathlib import Path
 
     from cxrfast.train import load_config
+    from cxrfast.train.recipes import recipe
 
     flags = {k: getattr(args, k) for k in args.flags if getattr(args, k) is not None}
     config_file = args.config
     if config_file is None and args.resume and args.out is not None:
         config_file = Path(args.out) / "config.yaml"  # a run resumes with the config it saved
-    return run(load_config(config_file, tuple(args.set), kind=kind, **flags), resume=args.resume,
+    preset = recipe(args.preset, "finetune").values() if getattr(args, "preset", None) else None
+    return run(load_config(config_file, tuple(args.set), kind=kind, preset=preset, **flags), resume=args.resume,
                progress=not args.quiet)
 
 
@@ -176,7 +193,7 @@ def _finetune(args) -> int:
 
 
 def _training_parser(commands, name: str, kind, flags: tuple[str, ...], help_text: str, description: str,
-                     help_texts: dict[str, str], choices: dict[str, list[str]], run) -> None:
+                     help_texts: dict[str, str], choices: dict[str, list[str]], run) -> argparse.ArgumentParser:
     defaults = kind()
     parser = commands.add_parser(name, help=help_text, description=f"{description} Flags override the config file; "
                                  f"--set overrides any key. Defaults are {kind.__name__}'s (cxrfast.train.config).")
@@ -191,6 +208,7 @@ def _training_parser(commands, name: str, kind, flags: tuple[str, ...], help_tex
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run, flags=flags)
+    return parser
 
 
 def _flag_type(annotation: str):
@@ -213,15 +231,18 @@ def _training_parsers(commands) -> None:
                      {**_COMMON_HELP, "method": f"one of {', '.join(METHODS)}", "backbone": backbone,
                       "loader": f"one of {', '.join(LOADERS)}"},
                      {"method": list(METHODS), "loader": list(LOADERS)}, _pretrain)
-    _training_parser(commands, "finetune", FinetuneConfig, _FINETUNE_FLAGS,
-                     "fine-tune a classifier or a lung segmenter on labelled images, writing predictions; resumable",
-                     "Fine-tuning on labelled images (findings, or masks for --task segmentation): model selection "
-                     "on validation, predictions for validation and test.",
-                     {**_COMMON_HELP, "data": "a prepared cache or a labelled manifest CSV", "backbone": backbone,
-                      "task": f"one of {', '.join(TASKS)}", "mode": f"one of {', '.join(MODES)}",
-                      "init": "random, a pretraining run directory, its encoder.safetensors or any state-dict file",
-                      "label_fraction": "share of the training split's labelled images used (nested, by patient)"},
-                     {"task": list(TASKS), "mode": list(MODES)}, _finetune)
+    finetune = _training_parser(
+        commands, "finetune", FinetuneConfig, _FINETUNE_FLAGS,
+        "fine-tune a classifier or a lung segmenter on labelled images, writing predictions; resumable",
+        "Fine-tuning on labelled images (findings, or masks for --task segmentation): model selection on validation, "
+        "predictions for validation and test.",
+        {**_COMMON_HELP, "data": "a prepared cache or a labelled manifest CSV", "backbone": backbone,
+         "task": f"one of {', '.join(TASKS)}", "mode": f"one of {', '.join(MODES)}",
+         "init": "random, a pretraining run directory, its encoder.safetensors or any state-dict file",
+         "label_fraction": "share of the training split's labelled images used (nested, by patient)"},
+        {"task": list(TASKS), "mode": list(MODES)}, _finetune)
+    finetune.add_argument("--preset", metavar="NAME", help="a shipped fine-tuning preset under the config file "
+                          "(cxrfast recipes), e.g. tayebi-arasteh")
 
 
 def _demo(args) -> int:
@@ -295,13 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     _statistics_arguments(compare)
     compare.set_defaults(run=_compare)
     sweep = command("sweep", help="arms x label fractions x seeds, fine-tuned and evaluated (resumable)")
-    sweep.add_argument("config", help="the sweep's .toml or .yaml")
+    sweep.add_argument("config", help="the sweep's .toml or .yaml, or a shipped recipe's name (cxrfast recipes)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep key")
     sweep.add_argument("--dry-run", action="store_true", help="list this shard's cells and what is done")
     sweep.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N", help="run every N-th cell from the K-th")
     sweep.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="cells run at once, each in its own process (its share of the CPU threads, a GPU each)")
     sweep.set_defaults(run=_sweep)
+    recipes = command("recipes", help="the studies' protocols shipped as configs: list them, or print one")
+    recipes.add_argument("name", nargs="?", help="the recipe to print (as TOML, to copy and edit)")
+    recipes.set_defaults(run=_recipes)
     report = command("report", help="one self-contained HTML page (and Markdown tables) of evaluate/compare output")
     report.add_argument("folder", help="a folder cxrfast evaluate or cxrfast compare wrote")
     report.set_defaults(run=_report)

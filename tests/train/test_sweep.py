@@ -36,7 +36,8 @@ def setting(module_folder):
 def _config(root, labels, encoder, out, broken=True, arms=None, seeds="[0]"):
     arms = arms or {"random": "{init = 'random'}", "encoder": f"{{init = '{encoder}'}}"}
     if broken:
-        arms["broken"] = f"{{init = '{root / 'missing.safetensors'}'}}"
+        (root / "not-a-run").mkdir(exist_ok=True)  # exists, so the sweep starts; the cell fails on it
+        arms["broken"] = f"{{init = '{root / 'not-a-run'}'}}"
     text = "\n".join([
         f"data = '{labels}'", f"out = '{out}'", "label_fractions = [0.5, 1.0]", f"seeds = {seeds}", "replicates = 50",
         "[arms]", *[f"{name} = {table}" for name, table in arms.items()],
@@ -60,7 +61,7 @@ def test_a_sweep_runs_its_cells_reports_failures_and_resumes(setting, tmp_path):
     assert sorted(report.done) == ["encoder/fraction-0.5/seed-0", "encoder/fraction-1/seed-0",
                                    "random/fraction-0.5/seed-0", "random/fraction-1/seed-0"]
     assert set(report.failed) == {"broken/fraction-0.5/seed-0", "broken/fraction-1/seed-0"}
-    assert "missing.safetensors" in report.failed["broken/fraction-1/seed-0"]
+    assert "not-a-run" in report.failed["broken/fraction-1/seed-0"]
     results = _rows(tmp_path / "sweep" / "results.csv")
     assert [(r["arm"], r["label_fraction"]) for r in results] == [("random", "0.5"), ("random", "1.0"),
                                                                    ("encoder", "0.5"), ("encoder", "1.0")]
@@ -115,7 +116,13 @@ def test_bad_sweeps_are_refused_before_any_cell(tmp_path):
                           ("data = 'x'\nout = 'y'\n[finetune]\nseed = 3\n[arms]\na = {init = 'random'}\n",
                            "finetune.seed: set by the sweep"),
                           ("data = 'x'\nout = 'y'\nbaseline = 'b'\n[arms]\na = {init = 'random'}\n",
-                           "baseline 'b' is not one of the arms")):
+                           "baseline 'b' is not one of the arms"),
+                          (f"data = '{tmp_path}'\nout = 'y'\n[arms]\na = {{init = 'nowhere.pt'}}\n",
+                           "arms.a.init: nowhere.pt does not exist"),
+                          (f"data = '{tmp_path}'\nout = 'y'\n[arms]\na = {{pretrain = {{data = 'none'}}}}\n",
+                           "arms.a.pretrain.data: none does not exist"),
+                          ("data = 'nowhere'\nout = 'y'\n[arms]\na = {init = 'random'}\n",
+                           "data: nowhere does not exist")):
         bad.write_text(text)
         with pytest.raises(ConfigError, match=message):
             load_sweep(bad)
@@ -189,12 +196,13 @@ def test_a_pretraining_arm_is_run_once_and_reused(setting, tmp_path):
     root, labels, _ = setting
     spark = (f"{{pretrain = {{method = 'spark', data = '{labels}', backbone = 'resnet18', image_size = 32, "
              "epochs = 1, batch_size = 8, workers = 0}}")
-    missing = "{pretrain = {method = 'simclr', data = 'no-such-folder', backbone = 'resnet18', epochs = 1}}"
+    (tmp_path / "no-images").mkdir()
+    missing = f"{{pretrain = {{method = 'simclr', data = '{tmp_path / 'no-images'}', backbone = 'resnet18'}}}}"
     config = load_sweep(_config(root, labels, None, tmp_path / "sweep", broken=False,
                                 arms={"random": "{init = 'random'}", "spark": spark, "missing": missing}))
     report = run_sweep(config)
     assert len(report.done) == 4 and set(report.failed) == {"missing/fraction-0.5/seed-0", "missing/fraction-1/seed-0"}
-    assert all(e.startswith("pretraining failed:") and "no-such-folder" in e for e in report.failed.values())
+    assert all(e.startswith("pretraining failed:") and "no-images" in e for e in report.failed.values())
     encoder = tmp_path / "sweep" / "pretrain" / "spark" / "encoder.safetensors"
     assert not list(encoder.parent.glob("*.pt"))  # the cells need the encoder only
     made = encoder.stat().st_mtime_ns

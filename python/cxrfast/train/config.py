@@ -24,8 +24,9 @@ from typing import Any
 from cxrfast.atomic import write_text_atomically
 from cxrfast.errors import ConfigError
 
-OPTIMIZERS = ("adamw", "lamb", "lars")
+OPTIMIZERS = ("adamw", "adam", "lamb", "lars")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
+SCHEDULES = ("cosine", "constant")
 LOADERS = ("torch", "dali")
 
 
@@ -40,6 +41,8 @@ class TrainConfig:
     optimizer: str = "lamb"
     lr: float = 2e-4  # per 256 images of global batch
     min_lr: float = 0.0
+    schedule: str = "cosine"  # after the warm-up: a half-cosine to min_lr, or constant (vit-med, Wolf et al.)
+    betas: list[float] | None = None  # Adam's (β1, β2); default: (0.9, 0.95) for adamw and lamb, (0.9, 0.999) for adam
     warmup_epochs: float = 10.0
     weight_decay: float = 0.04
     weight_decay_end: float = 0.2  # cosine from weight_decay (SparK: 0.04 -> 0.2)
@@ -60,6 +63,12 @@ class TrainConfig:
         """ConfigError for any value the loop cannot work with, before any work starts."""
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}: one of {', '.join(OPTIMIZERS)}")
+        if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
+            raise ConfigError(f"betas must be two numbers in [0, 1), not {self.betas}")
+        if self.betas is not None and self.optimizer == "lars":
+            raise ConfigError("betas: LARS has none (it is SGD with momentum 0.9)")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         for name in ("epochs", "batch_size", "accumulate", "checkpoint_every", "log_every"):
@@ -173,13 +182,15 @@ class FinetuneConfig(TrainConfig):
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
-                kind: type[TrainConfig] = PretrainConfig, **values) -> TrainConfig:
-    """A `kind` config: its defaults, then the file (`.toml`, `.yaml`/`.yml`), then `key=value`
-    overrides (values in TOML syntax, bare words as strings; `method_options.mask_ratio=0.75`
-    sets a nested key), then keyword `values`."""
-    data: dict[str, Any] = {}
+                kind: type[TrainConfig] = PretrainConfig, preset: dict[str, Any] | None = None,
+                **values) -> TrainConfig:
+    """A `kind` config: its defaults, then a `preset` (a shipped recipe's keys), then the file
+    (`.toml`, `.yaml`/`.yml`), then `key=value` overrides (values in TOML syntax, bare words as
+    strings; `method_options.mask_ratio=0.75` sets a nested key), then keyword `values`. A key
+    set again replaces the earlier value whole, a table included."""
+    data: dict[str, Any] = dict(preset or {})
     if path is not None:
-        data = _read_file(Path(path))
+        data.update(_read_file(Path(path)))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():

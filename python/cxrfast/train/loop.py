@@ -109,7 +109,7 @@ class TrainingLoop:
         self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
         self.peak_lr = config.lr * config.batch_size * config.accumulate * self.world / 256
         self.optimizer = create_optimizer(config.optimizer, objective.parameter_groups(), self.peak_lr,
-                                          config.weight_decay)
+                                          config.weight_decay, config.betas)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
         self.step, self.epoch_losses = 0, []
         self.best_value, self.best_epoch, self.stopped = math.inf, 0, False
@@ -128,7 +128,8 @@ class TrainingLoop:
     def _apply_schedules(self) -> tuple[float, float]:
         """The step's learning rate and weight decay into the optimiser, and the objective's own."""
         c = self.config
-        lr = warmup_cosine(self.step, self.total_steps, self.peak_lr, c.min_lr, self.warmup_steps)
+        lr = warmup_cosine(self.step, self.total_steps, self.peak_lr,
+                           self.peak_lr if c.schedule == "constant" else c.min_lr, self.warmup_steps)
         wd = warmup_cosine(self.step, self.total_steps, c.weight_decay, c.weight_decay_end)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_factor"]

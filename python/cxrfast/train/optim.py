@@ -1,4 +1,5 @@
-"""Optimisers: AdamW (torch), LAMB and LARS (timm's implementations, which SparK and SimCLR's
+"""Optimisers: AdamW and Adam (torch; Adam's weight decay is the L2 term in the gradient, as
+Wolf et al.'s and vit-med's CNN runs use it), LAMB and LARS (timm's implementations, which SparK and SimCLR's
 recipes use). Biases and normalisation parameters get no weight decay, and LARS does not adapt
 their rate: the usual exclusions of those papers.
 
@@ -27,14 +28,19 @@ def split_decay(groups: list[dict], weight_decay: float) -> list[dict]:
     return split
 
 
-def create_optimizer(name: str, groups: list[dict], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def create_optimizer(name: str, groups: list[dict], lr: float, weight_decay: float,
+                     betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
+    """`betas`: Adam's, where the optimiser has them; default (0.9, 0.95) for AdamW and LAMB (the
+    pretraining recipes'), torch's (0.9, 0.999) for Adam."""
     groups = split_decay(groups, weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas or (0.9, 0.95)))
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(betas or (0.9, 0.999)))
     import_timm()  # timm.optim imports timm, which needs its torchvision shim first
     from timm import optim
     if name == "lamb":
-        return optim.Lamb(groups, lr=lr, betas=(0.9, 0.95), max_grad_norm=None)
+        return optim.Lamb(groups, lr=lr, betas=tuple(betas or (0.9, 0.95)), max_grad_norm=None)
     if name == "lars":  # trust ratios only where weight decay applies (timm's default)
         return optim.Lars(groups, lr=lr, momentum=0.9, trust_coeff=0.001)
-    raise ConfigError(f"unknown optimizer {name!r}: one of adamw, lamb, lars")
+    raise ConfigError(f"unknown optimizer {name!r}: one of adamw, adam, lamb, lars")

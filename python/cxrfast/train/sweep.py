@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import traceback
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,7 @@ from cxrfast.eval.evaluation import METRICS_JSON, EvaluationSettings, evaluate_p
 from cxrfast.train.checkpoint import BEST, checkpoints
 from cxrfast.train.config import FinetuneConfig, PretrainConfig, load_config
 from cxrfast.train.initial_weights import ENCODER_FILE
+from cxrfast.train.recipes import config_file, recipe
 
 CELL_FILE, EVALUATION = "cell.json", "evaluation"
 RESULTS_CSV, SUMMARY_CSV, FINDINGS_CSV, SWEEP_JSON = "results.csv", "summary.csv", "findings.csv", "sweep.json"
@@ -56,8 +58,14 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     baseline: str | None = None  # the arm the others are compared with; default: the first
     finetune: dict = field(default_factory=dict)
+    finetune_preset: str | None = None  # a shipped fine-tuning preset under `finetune` (cxrfast recipes)
+    variables: dict = field(default_factory=dict)  # name -> value, written "${name}" in arms and finetune
     replicates: int = 2000  # the evaluation's bootstrap
     level: float = 0.95
+
+    def __post_init__(self) -> None:
+        self.arms = _substituted(self.arms, self.variables, "arms")
+        self.finetune = _substituted(self.finetune, self.variables, "finetune")
 
     def check(self) -> None:
         if not self.data or not self.out:
@@ -82,6 +90,32 @@ class SweepConfig:
             raise ConfigError(f"label_fractions must be in (0, 1], not {self.label_fractions}")
         if not self.seeds:
             raise ConfigError("seeds: give at least one")
+        if self.finetune_preset is not None:
+            recipe(self.finetune_preset, "finetune")
+        for name, arm in self.arms.items():  # what does not exist now is refused before any cell runs
+            given = {"init": arm.get("init", "random"), **{f"pretrain.{key}": arm.get("pretrain", {}).get(key)
+                                                           for key in ("data", "init_checkpoint")}}
+            for key, path in given.items():
+                if path not in (None, "random") and not Path(path).exists():
+                    raise ConfigError(f"arms.{name}.{key}: {path} does not exist")
+        if not Path(self.data).exists():
+            raise ConfigError(f"data: {self.data} does not exist")
+
+
+def _substituted(value, variables: dict, where: str):
+    """`value` with each "${name}" in its strings replaced by variables[name]; a name not given, or
+    given empty, is a ConfigError saying how to set it."""
+    if isinstance(value, dict):
+        return {k: _substituted(v, variables, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substituted(v, variables, where) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    for name in re.findall(r"\$\{(\w+)\}", value):
+        if not variables.get(name):
+            raise ConfigError(f"{where} uses ${{{name}}}: set it with --set variables.{name}=VALUE")
+        value = value.replace(f"${{{name}}}", str(variables[name]))
+    return value
 
 
 @dataclass(frozen=True)
@@ -101,7 +135,8 @@ class Cell:
 
 
 def load_sweep(path: str | os.PathLike, overrides: tuple[str, ...] = ()) -> SweepConfig:
-    config = load_config(path, overrides, kind=SweepConfig)
+    """A sweep from its file, or from the shipped recipe of that name, with `key=value` overrides."""
+    config = load_config(config_file(path, "sweep"), overrides, kind=SweepConfig)
     config.check()
     return config
 
@@ -141,7 +176,9 @@ def cell_config(config: SweepConfig, cell: Cell, init: str | None = None) -> Fin
     """The cell's fine-tuning config; a pretraining arm's backbone is its pretraining's unless set."""
     arm = {k: v for k, v in config.arms[cell.arm].items() if k != "pretrain"}
     pretraining = config.arms[cell.arm].get("pretrain", {})
-    values = {**config.finetune, **({"backbone": pretraining["backbone"]} if "backbone" in pretraining else {}), **arm,
+    preset = recipe(config.finetune_preset, "finetune").values() if config.finetune_preset else {}
+    backbone = {"backbone": pretraining["backbone"]} if "backbone" in pretraining else {}
+    values = {**preset, **config.finetune, **backbone, **arm,
               "init": init if init is not None else arm.get("init", "random"), "data": config.data,
               "out": str(cell.folder), "label_fraction": cell.fraction, "seed": cell.seed}
     known = {f.name for f in fields(FinetuneConfig)}

@@ -1,0 +1,118 @@
+"""The shipped study recipes: listed and printed by `cxrfast recipes`; each sweep recipe, with its
+paths filled in, gives cells whose fine-tuning and pretraining configs are valid and carry the
+paper's settings; paths left empty or missing are refused before any cell; the fine-tuning preset
+reaches a run's optimiser; and the `adam` optimiser, `betas` and the constant schedule are torch's."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+import torch
+import yaml
+
+from cxrfast.cli import main
+from cxrfast.data.phantom_archive import write_phantom_archive
+from cxrfast.data.synthetic import Finding, Findings
+from cxrfast.errors import ConfigError
+from cxrfast.train.config import FinetuneConfig, PretrainConfig, load_config
+from cxrfast.train.recipes import recipes
+from cxrfast.train.sweep import cell_config, cells, load_sweep
+
+
+def test_the_recipes_are_listed_and_printed(capsys):
+    assert {name: r.kind for name, r in recipes().items()} == {
+        "tayebi-arasteh": "finetune", "verma-tapaswi": "sweep", "wolf": "sweep"}
+    assert main(["recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in recipes()) and "Verma & Tapaswi" in listed
+    assert main(["recipes", "wolf"]) == 0
+    assert capsys.readouterr().out == recipes()["wolf"].path.read_text()
+    assert main(["recipes", "nothing"]) == 2
+
+
+@pytest.fixture
+def paths(tmp_path):
+    (tmp_path / "labelled").mkdir()
+    (tmp_path / "unlabelled").mkdir()
+    (tmp_path / "imagenet.safetensors").write_bytes(b"")
+    return tmp_path
+
+
+def _sweep(name, paths, *more):
+    return load_sweep(name, (f"data={paths / 'labelled'}", f"out={paths / 'out'}",
+                             f"variables.unlabelled={paths / 'unlabelled'}", *more))
+
+
+@pytest.mark.parametrize("name", ["verma-tapaswi", "wolf"])
+def test_each_sweep_recipe_gives_valid_cells(name, paths):
+    extra = (f"variables.imagenet={paths / 'imagenet.safetensors'}",) if name == "verma-tapaswi" else ()
+    config = _sweep(name, paths, *extra)  # checked as it loads
+    for arm, settings in config.arms.items():
+        cell = next(c for c in cells(config) if c.arm == arm)
+        finetune = cell_config(config, cell, init=str(paths / "imagenet.safetensors"))
+        finetune.check()
+        assert isinstance(finetune, FinetuneConfig) and finetune.data == str(paths / "labelled")
+        if "pretrain" in settings:
+            pretraining = load_config(None, (), kind=PretrainConfig, **settings["pretrain"], out=str(paths / "p"))
+            pretraining.check()
+            assert pretraining.data == str(paths / "unlabelled")
+    if name == "wolf":  # Wolf et al.'s downstream settings
+        assert (finetune.optimizer, finetune.lr * finetune.batch_size / 256, finetune.batch_size, finetune.epochs,
+                finetune.mode, finetune.frozen_epochs, finetune.schedule) == (
+                    "adam", pytest.approx(1e-4), 64, 70, "frozen_then_full", 10, "constant")
+        assert config.label_fractions[0] == 1.0 and config.arms["spark"]["pretrain"]["method_options"] == {
+            "mask_ratio": 0.6}
+    else:
+        assert config.baseline == "imagenet" and config.arms["imagenet_moco"]["pretrain"]["init_checkpoint"] == str(
+            paths / "imagenet.safetensors")
+
+
+def test_recipe_paths_left_out_or_missing_are_refused_before_any_cell(paths):
+    with pytest.raises(ConfigError, match=r"--set variables.imagenet="):
+        _sweep("verma-tapaswi", paths)
+    with pytest.raises(ConfigError, match=r"arms.imagenet.init: .*nowhere.pth does not exist"):
+        _sweep("verma-tapaswi", paths, f"variables.imagenet={paths / 'nowhere.pth'}")
+    with pytest.raises(ConfigError, match="no sweep recipe 'tayebi-arasteh'"):
+        load_sweep("tayebi-arasteh")
+    with pytest.raises(ConfigError, match="no finetune recipe 'wolf'"):
+        _sweep("wolf", paths, "finetune_preset=wolf")
+
+
+def test_a_sweep_takes_the_preset_under_its_own_finetune_keys(paths):
+    config = _sweep("wolf", paths, "finetune_preset=tayebi-arasteh")
+    preset = tomllib.loads(recipes()["tayebi-arasteh"].path.read_text())
+    finetune = cell_config(config, cells(config)[0])
+    assert finetune.pos_weight and finetune.uncertainty == "zeros" and finetune.augment == preset["augment"]
+    assert (finetune.optimizer, finetune.batch_size) == ("adam", 64)  # the sweep's own keys win
+
+
+def test_the_preset_reaches_the_runs_optimiser(tmp_path):
+    labels = write_phantom_archive(tmp_path / "data", 24, rows=64, progress=False,
+                                   findings=Findings({"Cardiomegaly": Finding(0.5)}))
+    out = tmp_path / "run"
+    assert main(["finetune", "--preset", "tayebi-arasteh", "--data", str(labels), "--out", str(out),
+                 "--backbone", "resnet18", "--image-size", "32", "--epochs", "2", "--batch-size", "4", "--workers", "0",
+                 "--set", "findings=['Cardiomegaly']", "--set", "patience=3", "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert (saved["betas"], saved["pos_weight"], saved["augment"]["hflip"], saved["patience"]) == ([0.9, 0.999],
+                                                                                                  True, 0.5, 3)
+    saved = sorted(out.glob("checkpoint-*.pt"))
+    assert len(saved) == 2  # one per epoch
+    for checkpoint in saved:  # constant: no warm-up, no decay
+        groups = torch.load(checkpoint, weights_only=False)["optimizer"]["param_groups"]
+        assert {tuple(g["betas"]) for g in groups} == {(0.9, 0.999)} and {g["weight_decay"] for g in groups} == {0.0}
+        assert [g["lr"] for g in groups] == pytest.approx([8.5333e-5 * 4 / 256] * len(groups))
+
+
+def test_adam_and_its_betas_are_torchs():
+    from cxrfast.train.optim import create_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    for name, betas, expected in (("adam", None, (0.9, 0.999)), ("adamw", None, (0.9, 0.95)),
+                                  ("adamw", [0.8, 0.99], (0.8, 0.99))):
+        optimiser = create_optimizer(name, [{"params": model.parameters()}], 1e-3, 0.1, betas)
+        assert type(optimiser) is {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+        assert {g["betas"] for g in optimiser.param_groups} == {expected}
+    with pytest.raises(ConfigError, match="betas: LARS has none"):
+        load_config(None, (), optimizer="lars", betas=[0.9, 0.99], data=".").check()
