@@ -246,9 +246,9 @@ def _training_parsers(commands) -> None:
 
 
 def _demo(args) -> int:
-    from cxrfast.train.demo import run_demo
+    from cxrfast.train.demo import DemoSettings, run_demo
 
-    run_demo(args.out, images=args.images, size=args.size, epochs=args.epochs, workers=args.workers)
+    run_demo(args.out, DemoSettings(images=args.images, size=args.size, epochs=args.epochs, workers=args.workers))
     return 0
 
 
@@ -330,12 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder", help="a folder cxrfast evaluate or cxrfast compare wrote")
     report.set_defaults(run=_report)
     _training_parsers(commands)
-    demo = command("demo", help="phantoms -> cache -> SparK pretraining -> linear probe (resumable)")
+    from cxrfast.train.demo import DemoSettings
+
+    defaults = DemoSettings()
+    demo = command("demo", help="phantoms -> cache -> SparK and SimCLR -> a label-efficiency sweep (resumable)")
     demo.add_argument("out", nargs="?", default="demo", help="the demo's folder")
-    demo.add_argument("--images", type=int, default=2000, help="phantom radiographs")
-    demo.add_argument("--size", type=int, default=128, help="training image size in pixels")
-    demo.add_argument("--epochs", type=int, default=6, help="SparK epochs")
-    demo.add_argument("--workers", type=int, default=2, help="loader and prepare worker processes")
+    demo.add_argument("--images", type=int, default=defaults.images, help="phantom radiographs")
+    demo.add_argument("--size", type=int, default=defaults.size, help="training image size in pixels")
+    demo.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs of each pretraining")
+    demo.add_argument("--workers", type=int, default=defaults.workers, help="loader and prepare worker processes")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -26,6 +26,7 @@ from cxrfast.models import create_backbone, import_timm
 from cxrfast.schedules import warmup_cosine
 from cxrfast.train import TrainConfig, TrainingLoop, load_config, pretrain
 from cxrfast.train.checkpoint import checkpoints
+from cxrfast.train.demo import DemoSettings
 
 TINY = {"spark": ["method_options.decoder_width=32"],
         "moco": ["method_options.queue_size=16", "method_options.hidden_dim=32", "method_options.projection_dim=8",
@@ -268,7 +269,8 @@ def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
                               ("finetune", ["{linear,full,frozen_then_full}", "{classification,segmentation}",
                                             "(default: 'random')", "(default: 1.0)", "(default: 30)"]),
-                              ("prepare", ["(default: 512)"]), ("demo", ["(default: 2000)", "(default: 6)"])]:
+                              ("prepare", ["(default: 512)"]),
+                              ("demo", [f"(default: {DemoSettings().images})", f"(default: {DemoSettings().epochs})"])]:
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
