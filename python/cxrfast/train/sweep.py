@@ -11,9 +11,10 @@ its error in `cell.json` and the sweep goes on; the next run tries it again. A f
 what the results need (its config, split, logs, classifier, predictions, thresholds and
 evaluation) and drops its optimiser checkpoints, so a sweep of a hundred small cells fits on a
 laptop. `jobs` runs that many cells at once in their own processes, each with its share of the
-CPU's threads and, where there are GPUs, one of them in turn. `shard=(k, n)` runs the cells whose index in the grid is k − 1 modulo n, so machines
-sharing the folder (a Slurm array) split a sweep with no scheduler of ours; `results.csv` is
-rewritten from every done cell by each of them.
+CPU's threads and, where there are GPUs, one of them in turn. `shard=(k, n)` runs the cells
+whose index in the grid is k − 1 modulo n, so machines sharing the folder (a Slurm array) split
+a sweep with no scheduler of ours; `results.csv` is rewritten from every done cell by each of
+them.
 """
 
 from __future__ import annotations
