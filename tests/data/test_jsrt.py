@@ -6,6 +6,8 @@ scaled up to their films through `MaskFiles`, `prepare` and a segmentation run."
 from __future__ import annotations
 
 import csv
+import functools
+import os
 import struct
 
 import numpy as np
@@ -100,10 +102,10 @@ def test_the_manifest_names_each_film_with_its_scr_masks(jsrt, tmp_path):
     order = sorted(range(len(NAMES)), key=lambda k: NAMES[k])
     assert [(r["patient_id"], r["Nodule"], r["fold"], r["split"]) for r in rows] == [
         (NAMES[k], str(int("LN" in NAMES[k])), str(FOLD_OF[k]), "test" if FOLD_OF[k] == 2 else "train") for k in order]
-    first = rows[0]
-    assert first["path"] == f"../../{root.name}/All247images/JPCLN001.IMG"
-    assert first["lung_mask"] == "|".join(f"../../{root.name}/scratch/fold1/masks/{side} lung/JPCLN001.gif"
-                                          for side in ("left", "right"))
+    first, relative = rows[0], functools.partial(os.path.relpath, start=manifest.parent)  # as the manifest names files
+    assert first["path"] == relative(root / "All247images" / "JPCLN001.IMG")
+    masks = root / "scratch" / "fold1" / "masks"
+    assert first["lung_mask"] == "|".join(relative(masks / f"{side} lung" / "JPCLN001.gif") for side in ("left", "right"))
     masks = MaskFiles.from_manifest(manifest, "lung_mask", [image_shape(manifest.parent / r["path"]) for r in rows],
                                     [r["path"] for r in rows])
     for k, row in enumerate(rows):  # 1024² masks on 2048² films: each mask pixel covers 2 × 2 film pixels
@@ -183,7 +185,8 @@ def test_a_segmentation_run_takes_the_manifest_and_scr_folds(jsrt, tmp_path):
     result = finetune(config, progress=False)
     split = {r["image"]: r["split"] for r in _rows(tmp_path / "run" / "split.csv")}
     assert {name for name, part in split.items() if part == "test"} == {
-        f"../{root.name}/All247images/{n}.IMG" for n, fold in zip(NAMES, FOLD_OF) if fold == 2}
+        os.path.relpath(root / "All247images" / f"{n}.IMG", manifest.parent) for n, fold in zip(NAMES, FOLD_OF)
+        if fold == 2}
     predictions = _rows(tmp_path / "run" / "predictions_segmentation.csv")
     assert {r["split"] for r in predictions} == {"validate", "test"} and all(0 <= float(r["dice"]) <= 1
                                                                             for r in predictions)
