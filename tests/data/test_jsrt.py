@@ -105,7 +105,8 @@ def test_the_manifest_names_each_film_with_its_scr_masks(jsrt, tmp_path):
     first, relative = rows[0], functools.partial(os.path.relpath, start=manifest.parent)  # as the manifest names files
     assert first["path"] == relative(root / "All247images" / "JPCLN001.IMG")
     masks = root / "scratch" / "fold1" / "masks"
-    assert first["lung_mask"] == "|".join(relative(masks / f"{side} lung" / "JPCLN001.gif") for side in ("left", "right"))
+    assert first["lung_mask"] == "|".join(relative(masks / f"{side} lung" / "JPCLN001.gif")
+                                          for side in ("left", "right"))
     masks = MaskFiles.from_manifest(manifest, "lung_mask", [image_shape(manifest.parent / r["path"]) for r in rows],
                                     [r["path"] for r in rows])
     for k, row in enumerate(rows):  # 1024² masks on 2048² films: each mask pixel covers 2 × 2 film pixels
