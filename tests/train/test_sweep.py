@@ -122,7 +122,9 @@ def test_bad_sweeps_are_refused_before_any_cell(tmp_path):
                           (f"data = '{tmp_path}'\nout = 'y'\n[arms]\na = {{pretrain = {{data = 'none'}}}}\n",
                            "arms.a.pretrain.data: none does not exist"),
                           ("data = 'nowhere'\nout = 'y'\n[arms]\na = {init = 'random'}\n",
-                           "data: nowhere does not exist")):
+                           "data: nowhere does not exist"),
+                          ("data = 'x'\nout = 'y'\n[arms]\na = {pretrain = {out = 'z'}}\n",
+                           r"arms.a.pretrain.out: set by the sweep \(pretrain/a\)")):
         bad.write_text(text)
         with pytest.raises(ConfigError, match=message):
             load_sweep(bad)

@@ -13,13 +13,12 @@ from pathlib import Path
 from cxrfast.errors import ConfigError
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-KINDS = ("sweep", "finetune")
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    kind: str  # see KINDS
+    kind: str  # sweep or finetune
     summary: str
     path: Path
 

@@ -64,6 +64,10 @@ class SweepConfig:
     replicates: int = 2000  # the evaluation's bootstrap
     level: float = 0.95
 
+    @property
+    def baseline_arm(self) -> str:
+        return self.baseline or next(iter(self.arms))
+
     def __post_init__(self) -> None:
         self.arms = _substituted(self.arms, self.variables, "arms")
         self.finetune = _substituted(self.finetune, self.variables, "finetune")
@@ -82,9 +86,11 @@ class SweepConfig:
             if "/" in name or name in (".", ".."):
                 raise ConfigError(f"arms.{name}: an arm's name is a folder name; no '/'")
         for key in ("data", "out", "label_fraction", "seed", "init"):
-            if key in self.finetune or any(key in arm and key != "init" for arm in self.arms.values()) \
-                    or any("out" in arm.get("pretrain", {}) for arm in self.arms.values()):
+            if key in self.finetune or any(key in arm and key != "init" for arm in self.arms.values()):
                 raise ConfigError(f"finetune.{key}: set by the sweep for each cell")
+        for name, arm in self.arms.items():
+            if "out" in arm.get("pretrain", {}):
+                raise ConfigError(f"arms.{name}.pretrain.out: set by the sweep (pretrain/{name})")
         if self.baseline is not None and self.baseline not in self.arms:
             raise ConfigError(f"baseline {self.baseline!r} is not one of the arms {', '.join(self.arms)}")
         if not self.label_fractions or any(not 0 < f <= 1 for f in self.label_fractions):
@@ -343,7 +349,7 @@ def _comparisons(config: SweepConfig, done: dict) -> list[dict]:
     from cxrfast.eval.comparison import compare
     from cxrfast.eval.predictions import Predictions
 
-    baseline = config.baseline or next(iter(config.arms))
+    baseline = config.baseline_arm
     grid = {(cell.arm, cell.fraction, cell.seed): cell for cell in cells(config)}
     rows = []
     for key, cell in grid.items():
@@ -431,7 +437,7 @@ def write_results(config: SweepConfig) -> Path:
                  "delong_upper", "delong_p", "delong_p_holm", "delong_p_bh"],
                 [list(c.values()) for c in finding_comparisons])
     write_json(out / SWEEP_JSON, {"findings": findings, "level": config.level, "replicates": config.replicates,
-                                  "baseline": config.baseline or next(iter(config.arms)),
+                                  "baseline": config.baseline_arm,
                                   "cells": [{"arm": a, "label_fraction": f, "seed": s, "mean_auroc": m["mean_auroc"]}
                                             for (a, f, s), m in done.items()],
                                   "summary": summary, "finding_summary": finding_summary,
