@@ -29,10 +29,11 @@ def _header(args) -> int:
 
 def _phantoms(args) -> int:
     from cxrfast.data.phantom_archive import write_phantom_archive
+    from cxrfast.data.variation import Variation
 
     labels = write_phantom_archive(args.out, args.count, rows=args.rows, columns=args.columns, seed=args.seed,
                                    transfer_syntax=args.transfer_syntax, bits_stored=args.bits_stored,
-                                   lung_masks=args.lung_masks)
+                                   variation=Variation.realistic(args.variation), lung_masks=args.lung_masks)
     Console().print(f"{args.count} phantoms and their labels: {labels}")
     return 0
 
@@ -248,7 +249,8 @@ def _training_parsers(commands) -> None:
 def _demo(args) -> int:
     from cxrfast.train.demo import DemoSettings, run_demo
 
-    run_demo(args.out, DemoSettings(images=args.images, size=args.size, epochs=args.epochs, workers=args.workers))
+    run_demo(args.out, DemoSettings(images=args.images, size=args.size, epochs=args.epochs, workers=args.workers,
+                                    jobs=args.jobs, variation=args.variation, ceiling=args.ceiling))
     return 0
 
 
@@ -260,6 +262,13 @@ def _transfer_syntax(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(TRANSFER_SYNTAXES)} or their UIDs") from None
     return text
+
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     phantoms.add_argument("--transfer-syntax", default="explicit", type=_transfer_syntax,
                           help="a name (explicit, implicit, big_endian, deflated, rle, jpeg2000, jpeg_ls, ...) or a UID")
     phantoms.add_argument("--bits-stored", type=int, default=12, help="Bits Stored")
+    phantoms.add_argument("--variation", type=_unit_interval, default=0.0,
+                          help="strength in [0, 1] of what varies between real films and is not disease (patient "
+                               "size, position and rotation, inspiration, exposure, devices, markers, collimation)")
     phantoms.add_argument("--lung-masks", action="store_true",
                           help="also write each lung mask as <patient>_lungs.png, named in labels.csv's lung_mask")
     phantoms.set_defaults(run=_phantoms)
@@ -339,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, default=defaults.size, help="training image size in pixels")
     demo.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs of each pretraining")
     demo.add_argument("--workers", type=int, default=defaults.workers, help="loader and prepare worker processes")
+    demo.add_argument("--jobs", type=int, default=defaults.jobs, help="cells fine-tuned at once, in processes")
+    demo.add_argument("--variation", type=_unit_interval, default=defaults.variation,
+                      help="strength in [0, 1] of the phantoms' variation of real films (0: none)")
+    demo.add_argument("--ceiling", action="store_true",
+                      help="first measure each finding's ceiling: supervised, full fine-tuning on every label")
     demo.set_defaults(run=_demo)
     return parser
 

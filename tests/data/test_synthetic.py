@@ -226,6 +226,14 @@ def test_pneumothorax_has_air_without_markings_and_a_pleural_line(seed):
     # The visceral pleura: a bright line along the retracted lung edge.
     rim = _grow(space, 2) & ~space & with_.lung_mask
     assert diff[rim].mean() > 0.01
+    # The retracted lung holds less air: denser than the same lung without, the other lung unchanged.
+    on_side = np.zeros_like(space)
+    half = slice(None, space.shape[1] // 2) if cols.mean() < space.shape[1] / 2 else slice(space.shape[1] // 2, None)
+    on_side[:, half] = True
+    clean_diff = (make_phantom(seed, 256, findings=Findings.only("Pneumothorax", 0.3), noise=0).image
+                  - make_phantom(seed, 256, findings=Findings.none(), noise=0).image)
+    assert clean_diff[with_.lung_mask & on_side & ~rim].mean() > 0.03
+    assert np.abs(clean_diff[with_.lung_mask & ~on_side]).max() < 1e-6
     # No vessels cross the air: less structure there than in the same place without it.
     clean_with, clean_without = (make_phantom(seed, 256, findings=f, noise=0).image
                                  for f in (Findings.only("Pneumothorax", 0.3), Findings.none()))

@@ -1,13 +1,16 @@
 """Linear mode: features computed once equal the frozen backbone on each centred view and move
 nothing in it (weights and batch-norm statistics bitwise); a classifier the training loop fits on
-them, put back into the backbone, gives the same logits from the images."""
+them, put back into the backbone, gives the same logits from the images; the standardisation of
+the features equals scikit-learn's StandardScaler and folds into the classifier exactly."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from sklearn.preprocessing import StandardScaler
 
 from cxrfast.data.augment import ViewAugment, resize_center
 from cxrfast.data.datasets import ImageFiles, LabelledViews
@@ -17,7 +20,7 @@ from cxrfast.models import create_backbone
 from cxrfast.train import TrainConfig, TrainingLoop
 from cxrfast.train.classification import Classification
 from cxrfast.train.features import encode
-from cxrfast.train.linear_features import FeatureRows, classifier_for, into_backbone
+from cxrfast.train.linear_features import FeatureRows, Standardization, classifier_for, into_backbone
 
 SIZE = 48
 
@@ -75,3 +78,23 @@ def test_bad_inputs(labelled):
         encode(create_backbone("resnet18"), augmented)
     with pytest.raises(ValueError, match="7 feature rows for 8 labelled images"):
         FeatureRows(torch.zeros(7, 512), views)
+
+
+def test_standardization_is_standard_scalers_and_folds_into_the_classifier():
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.logspace(-1, 3, 16)  # pooled features differ in scale by orders of magnitude
+    train = torch.randn(50, 16, generator=generator) * scales + 5.0
+    train[:, 3] = 2.0  # a dead unit: constant over the training images
+    other = torch.randn(9, 16, generator=generator) * scales + 5.0
+    standardization = Standardization.fit(train)
+    scaler = StandardScaler().fit(train.double().numpy())
+    np.testing.assert_allclose(standardization.mean.numpy(), scaler.mean_, rtol=1e-6)
+    live = np.arange(16) != 3
+    np.testing.assert_allclose(standardization.scale.numpy()[live], scaler.scale_[live], rtol=1e-4)  # eps: 1e-6
+    np.testing.assert_allclose(standardization(other).numpy()[:, live], scaler.transform(other.double().numpy())[:, live],
+                               rtol=1e-4, atol=1e-5)
+    assert torch.isfinite(standardization(other)).all()
+    classifier = torch.nn.Linear(16, 3)
+    folded = standardization.folded(classifier)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(other), classifier(standardization(other)), rtol=1e-4, atol=1e-3)

@@ -17,6 +17,7 @@ from rich.progress import Progress
 
 from cxrfast.atomic import atomic_path
 from cxrfast.data.synthetic import FINDINGS, Findings, make_phantom, to_stored
+from cxrfast.data.variation import Variation
 from cxrfast.io.dicom_writer import write_dicom
 from cxrfast.io.png_writer import write_png
 
@@ -26,9 +27,11 @@ MASK_COLUMN = "lung_mask"
 
 def write_phantom_archive(out: str | os.PathLike, count: int, *, rows: int = 512, columns: int | None = None,
                           seed: int = 0, transfer_syntax: str = "explicit", bits_stored: int = 12,
-                          findings: Findings = Findings(), lung_masks: bool = False, progress: bool = True) -> Path:
+                          findings: Findings = Findings(), variation: Variation = Variation(), lung_masks: bool = False,
+                          progress: bool = True) -> Path:
     """Write `count` phantoms as `out/<patient>.dcm` (MONOCHROME1 and MONOCHROME2 alternating,
-    windowed to their full range) and `out/labels.csv`; returns the labels path."""
+    windowed to their full range) and `out/labels.csv`; returns the labels path. `variation`: the
+    nuisances of `cxrfast.data.variation` (none by default)."""
     if count < 1:
         raise ValueError(f"count must be at least 1, not {count}")
     out = Path(out)
@@ -37,7 +40,7 @@ def write_phantom_archive(out: str | os.PathLike, count: int, *, rows: int = 512
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"phantoms → {out}", total=count)
         for i in range(count):
-            phantom = make_phantom(seed + i, rows, columns, findings=findings)
+            phantom = make_phantom(seed + i, rows, columns, findings=findings, variation=variation)
             patient = f"PHANTOM-{seed + i:06d}"
             path = out / f"{patient}.dcm"
             if not path.exists():  # resumable: a file is renamed into place only when complete

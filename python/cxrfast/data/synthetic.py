@@ -6,8 +6,9 @@ are attenuation-like in [0, 1]: higher attenuates more and is brighter on MONOCH
 
 Everything smooth (anatomy, lung markings, findings) is built on a working grid of at
 most `WORK_SIZE` pixels a side and upsampled; only detector noise is drawn at full size.
-Random streams are separate for anatomy, labels, texture, noise and each finding, so
-switching one finding on or off leaves the rest of the image as it was. Findings are named as
+Random streams are separate for anatomy, labels, texture, noise, each finding and the
+nuisance variation (`cxrfast.data.variation`, off by default), so switching one finding or
+the variation on or off leaves the rest of the image as it was. Findings are named as
 in `cxrfast.data.labels.findings`; the lesion is NIH's "Nodule" (a mass when large), which
 CheXpert would file under "Lung Lesion".
 """
@@ -16,17 +17,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
 from PIL import Image
 
+from cxrfast.data.variation import Nuisances, Variation, burn_in, collimate, devices, draw_nuisances, expose, pose
+
 FINDINGS = ("Cardiomegaly", "Pleural Effusion", "Nodule", "Consolidation", "Pneumothorax")
 _PREVALENCE = (0.15, 0.12, 0.08, 0.10, 0.05)  # the default mix
 MIN_SIZE = 64
 WORK_SIZE = 1024
-_ANATOMY, _LABELS, _TEXTURE, _NOISE, _FINDING = range(5)
+_ANATOMY, _LABELS, _TEXTURE, _NOISE, _FINDING, _VARIATION = range(6)
 _BILINEAR, _BICUBIC = Image.Resampling.BILINEAR, Image.Resampling.BICUBIC
 
 
@@ -78,6 +81,7 @@ class Phantom:
     fluid and the air of a pneumothorax, and keeps consolidated lung and nodules.
     `masks[f]` is the region of finding f (all False when absent); for Cardiomegaly it
     is the heart. `cardiothoracic_ratio` is the heart width over the inner thoracic width.
+    `nuisances` is what the variation drew for it (the neutral values without variation).
     """
 
     seed: int
@@ -87,11 +91,13 @@ class Phantom:
     labels: dict[str, int]
     masks: dict[str, np.ndarray] = field(repr=False)
     cardiothoracic_ratio: float
+    nuisances: Nuisances = Nuisances()
 
 
 @dataclass(frozen=True, eq=False)
 class _Grid:
-    """Working-grid pixel centres in L units: u is (1, w), v is (h, 1)."""
+    """Working-grid pixel centres in L units: u is (1, w) and v (h, 1) on the detector, both
+    (h, w) in the coordinates of a patient turned on it."""
 
     u: np.ndarray
     v: np.ndarray
@@ -100,6 +106,13 @@ class _Grid:
     @property
     def shape(self) -> tuple[int, int]:
         return self.v.shape[0], self.u.shape[1]
+
+    def offsets(self, window: tuple[slice, slice], centre: tuple[int, int]):
+        """(du, dv) of the window's pixels from the centre pixel's."""
+        (rows, cols), (r, c) = window, centre
+        if self.u.shape[0] == 1:  # axis-aligned: u varies along the columns only, v along the rows
+            return self.u[:, cols] - self.u[0, c], self.v[rows] - self.v[r, 0]
+        return self.u[rows, cols] - self.u[r, c], self.v[rows, cols] - self.v[r, c]
 
 
 def _grid(rows: int, columns: int) -> _Grid:
@@ -387,65 +400,80 @@ def _effusion(chest: _Chest, rng: np.random.Generator, subtlety: float):
     an, v = chest.an, chest.g.v
     s = an.scale
     left = bool(rng.integers(2))
-    height = _lerp(0.30, 0.05, subtlety) * s * rng.uniform(0.85, 1.15)
+    height = _lerp(0.50, 0.12, subtlety) * s * rng.uniform(0.85, 1.15)
     dc, rx = an.lung_dc[left], an.lung_rx[left]
     angle = float(chest.dome_at(dc + 0.85 * rx, left))  # costophrenic angle
     lateral = np.clip((chest.d - dc + rx) / (2 * rx), 0.0, 1.0)
-    surface = angle - height * (0.25 + 0.75 * lateral * lateral)
+    surface = angle - height * (0.6 + 0.4 * lateral * lateral)
     pleural_space = chest.inside(chest.lung) * chest.side(left)
     return _smoothstep((v - surface) / (0.03 * s)) * pleural_space
 
 
 def _pneumothorax(chest: _Chest, rng: np.random.Generator, subtlety: float):
     """Pleural air between chest wall and a retracted lung, widest at the apex; the visceral
-    pleura shows as a thin line and no vessels cross the air."""
+    pleura shows as a thin line, no vessels cross the air, and the retracted lung, holding
+    less air, is denser (the `collapse` of its air on that side)."""
     an, g = chest.an, chest.g
     s = an.scale
     left = bool(rng.integers(2))
-    widest = _lerp(0.09, 0.02, subtlety) * s * rng.uniform(0.85, 1.15)
+    widest = _lerp(0.14, 0.03, subtlety) * s * rng.uniform(0.85, 1.15)
     apex = an.lung_vc - an.lung_ry
     gap = widest * np.clip((an.dome[left] - g.v) / (an.dome[left] - apex), 0.0, 1.0) ** 0.8
     on_side = chest.side(left)
     space = np.where(on_side, np.minimum(chest.lung, gap - chest.cage), -1.0)
     width = max(0.003 * s, 0.6 * g.pixel)
     line = np.exp(-(((chest.cage - gap) / width) ** 2)) * chest.lung_soft * on_side * _smoothstep(gap / (3 * width))
-    return space, line, _lerp(0.08, 0.04, subtlety), _lerp(0.10, 0.05, subtlety)
+    collapse = _lerp(0.4, 0.1, subtlety) * on_side
+    return space, line, _lerp(0.12, 0.05, subtlety), _lerp(0.10, 0.05, subtlety), collapse
 
 
 def _nodule(chest: _Chest, rng: np.random.Generator, subtlety: float):
     """A lobulated sphere inside a lung; a mass when wider than about 3 cm (0.086 L)."""
     g, s = chest.g, chest.an.scale
-    radius = max(_lerp(0.05, 0.009, subtlety) * s * rng.uniform(0.85, 1.15), 1.5 * g.pixel)
-    contrast = _lerp(0.20, 0.06, subtlety)
+    radius = max(_lerp(0.07, 0.014, subtlety) * s * rng.uniform(0.85, 1.15), 1.5 * g.pixel)
+    contrast = _lerp(0.26, 0.08, subtlety)
     centre = chest.lung_point(rng, 1.2 * radius)
-    rows, cols = _window(g, centre, 1.2 * radius)
-    du, dv = g.u[:, cols] - g.u[0, centre[1]], g.v[rows] - g.v[centre[0], 0]
+    window = _window(g, centre, 1.2 * radius)
+    du, dv = g.offsets(window, centre)
     theta = np.arctan2(dv, du)
     phase = rng.uniform(0, 2 * np.pi, 2)
     outline = radius * (1.0 + 0.08 * np.sin(3 * theta + phase[0]) + 0.04 * np.sin(5 * theta + phase[1]))
     rho = np.hypot(du, dv) / outline
-    return (rows, cols), contrast * np.sqrt(np.clip(1.0 - rho * rho, 0.0, None)), rho < 1.0
+    return window, contrast * np.sqrt(np.clip(1.0 - rho * rho, 0.0, None)), rho < 1.0
 
 
 def _consolidation(chest: _Chest, rng: np.random.Generator, subtlety: float):
     """Patchy, ill-defined airspace opacity confined to the lung."""
     g, s = chest.g, chest.an.scale
-    rx = _lerp(0.13, 0.05, subtlety) * s * rng.uniform(0.8, 1.2)
+    rx = _lerp(0.16, 0.06, subtlety) * s * rng.uniform(0.8, 1.2)
     ry = rx * rng.uniform(0.7, 1.3)
-    contrast = _lerp(0.22, 0.08, subtlety)
+    contrast = _lerp(0.30, 0.10, subtlety)
     centre = chest.lung_point(rng, 0.04 * s)
-    rows, cols = _window(g, centre, max(rx, ry))
-    rho, _ = _superellipse(g.u[:, cols] - g.u[0, centre[1]], g.v[rows] - g.v[centre[0], 0], rx, ry)
+    window = _window(g, centre, max(rx, ry))
+    rho, _ = _superellipse(*g.offsets(window, centre), rx, ry)
     patches = np.clip(0.65 + 0.35 * _smooth_noise(rng, rho.shape, 0.04 * s, g.pixel), 0.0, 1.0)
-    opacity = contrast * _smoothstep((1.0 - rho) / 0.5) * patches * chest.lung_soft[rows, cols]
-    return (rows, cols), opacity, opacity > 0.3 * contrast
+    opacity = contrast * _smoothstep((1.0 - rho) / 0.5) * patches * chest.lung_soft[window]
+    return window, opacity, opacity > 0.3 * contrast
+
+
+def _breathe(an: _Anatomy, depth: float) -> _Anatomy:
+    """The anatomy at another depth of inspiration: the lungs lengthen (or shorten) downward
+    from fixed apices, the domes descend and flatten, and the ribs spread."""
+    if depth == 1.0:
+        return an
+    longer = an.lung_ry * (depth - 1.0)
+    return replace(an, lung_ry=an.lung_ry + longer, lung_vc=an.lung_vc + longer,
+                   dome=(an.dome[0] + 2 * longer, an.dome[1] + 2 * longer), dome_curve=an.dome_curve / depth,
+                   rib_spacing=an.rib_spacing * depth)
 
 
 def make_phantom(seed: int, rows: int = 512, columns: int | None = None, findings: Findings = Findings(),
-                 noise: float = 1.0) -> Phantom:
+                 noise: float = 1.0, variation: Variation = Variation()) -> Phantom:
     """A chest-radiograph-like phantom; the same arguments always give the same phantom.
 
-    `noise` scales the detector noise (0 for a noise-free image).
+    `noise` scales the detector noise (0 for a noise-free image). `variation` adds what varies
+    between real radiographs and is not disease (none by default); the masks keep to the
+    anatomy, under a shutter or a device as elsewhere.
     """
     columns = rows if columns is None else columns
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -458,13 +486,16 @@ def make_phantom(seed: int, rows: int = 512, columns: int | None = None, finding
     def stream(*key: int) -> np.random.Generator:
         return np.random.default_rng([int(seed), *key])
 
-    an = _draw_anatomy(stream(_ANATOMY))
+    nuisances = draw_nuisances(stream(_VARIATION), variation, columns / rows) if variation.active else Nuisances()
+    an = _breathe(_draw_anatomy(stream(_ANATOMY)), nuisances.inspiration)
     draws = stream(_LABELS).random(len(FINDINGS))
     labels = {name: int(u < f.prevalence) for (name, f), u in zip(findings.items(), draws)}
     finding_rng = {name: stream(_FINDING, k) for k, name in enumerate(FINDINGS)}
     subtlety = {name: f.subtlety for name, f in findings.items()}
 
-    g = _grid(rows, columns)
+    detector = _grid(rows, columns)
+    u, v, scale = pose(detector.u, detector.v, nuisances)
+    g = _Grid(u, v, detector.pixel * scale)
     ctr = an.ctr
     if labels["Cardiomegaly"]:
         ctr = 0.5 + _lerp(0.15, 0.025, subtlety["Cardiomegaly"]) + finding_rng["Cardiomegaly"].uniform(0, 0.02)
@@ -481,8 +512,10 @@ def make_phantom(seed: int, rows: int = 512, columns: int | None = None, finding
         regions["Pleural Effusion"] = fluid - 0.5
         aerated = np.minimum(aerated, 0.5 - fluid)
     if labels["Pneumothorax"]:
-        space, line, darker, line_density = _pneumothorax(chest, finding_rng["Pneumothorax"], subtlety["Pneumothorax"])
+        space, line, darker, line_density, collapse = _pneumothorax(chest, finding_rng["Pneumothorax"],
+                                                                    subtlety["Pneumothorax"])
         pleural_air = chest.inside(space)
+        air = air * (1.0 - collapse * (1.0 - pleural_air))
         density = density - darker * pleural_air + line_density * line
         markings_weight = 1.0 - pleural_air
         regions["Pneumothorax"] = space
@@ -498,11 +531,14 @@ def make_phantom(seed: int, rows: int = 512, columns: int | None = None, finding
             region[window] = np.where(inside, 1.0, -1.0)
             regions[name] = region
 
+    density = density + devices(g.u, g.v, g.pixel, nuisances)
+    value = collimate(expose(an.offset + an.gain * density, detector.v, nuisances), detector.u, detector.v,
+                      detector.pixel, nuisances)
     full = (rows, columns)
-    image = _resize(an.offset + an.gain * density, full)
+    image = _resize(burn_in(value, nuisances, detector.pixel), full)
     if noise > 0:
         # Quantum noise grows where fewer photons arrive (brighter), plus electronic noise.
-        sigma = (noise * an.noise) * (0.004 + 0.005 * np.exp(1.5 * image))
+        sigma = (noise * an.noise * nuisances.noise) * (0.004 + 0.005 * np.exp(1.5 * image))
         image = image + sigma * stream(_NOISE).standard_normal(full, dtype=np.float32)
     image = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
 
@@ -519,14 +555,16 @@ def make_phantom(seed: int, rows: int = 512, columns: int | None = None, finding
         labels=labels,
         masks=masks,
         cardiothoracic_ratio=float(ctr),
+        nuisances=nuisances,
     )
 
 
 def make_dataset(n: int, seed: int = 0, rows: int = 256, columns: int | None = None,
-                 findings: Findings = Findings(), noise: float = 1.0) -> Iterator[Phantom]:
+                 findings: Findings = Findings(), noise: float = 1.0,
+                 variation: Variation = Variation()) -> Iterator[Phantom]:
     """Phantoms for seeds `seed`, `seed + 1`, ..., `seed + n - 1`."""
     for i in range(n):
-        yield make_phantom(seed + i, rows, columns, findings, noise)
+        yield make_phantom(seed + i, rows, columns, findings, noise, variation)
 
 
 def to_stored(image: np.ndarray, bits_stored: int = 12, photometric_interpretation: str = "MONOCHROME2",

@@ -1,10 +1,12 @@
 """`cxrfast demo`: a compact label-efficiency study on generated data, on a CPU in minutes.
 
-Writes a labelled synthetic phantom archive as DICOM and prepares its cache, then runs a sweep on
+Writes a labelled synthetic phantom archive as DICOM (every finding at the same prevalence, with
+the nuisance variation of real films switched on) and prepares its cache, then runs a sweep on
 it: SparK and SimCLR pretrained briefly on the archive's images, and random initialisation, each
-fine-tuned (linear) at three label fractions and evaluated on the same test images. Prints the
-table with its confidence intervals and p-values against random initialisation, and writes the
-HTML report with the label-efficiency plot. Every stage resumes: run it again to continue.
+fine-tuned at three label fractions and evaluated on the same test images. Prints the table with
+its confidence intervals and p-values against random initialisation, and writes the HTML report
+with the label-efficiency plot. With `ceiling`, it first measures what each finding allows: a
+supervised model fine-tuned on every training label. Every stage resumes: run it again to continue.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from rich.table import Table
 
 from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.data.prepare import prepare_cache
+from cxrfast.data.synthetic import FINDINGS, Finding, Findings
+from cxrfast.data.variation import Variation
 from cxrfast.errors import ConfigError
 from cxrfast.eval.report import interval, number, p_value, write_report
 from cxrfast.train.sweep import SWEEP_JSON, SweepConfig, run_sweep
@@ -27,7 +31,7 @@ from cxrfast.train.sweep import SWEEP_JSON, SweepConfig, run_sweep
 class DemoSettings:
     """The study's size. The defaults fit in about ten minutes on two CPU cores."""
 
-    images: int = 1200
+    images: int = 800
     size: int = 64  # training pixels; the DICOM files are twice that
     epochs: int = 8  # of each pretraining
     methods: tuple[str, ...] = ("spark", "simclr")  # the pretrained arms, each against random initialisation
@@ -35,7 +39,37 @@ class DemoSettings:
     seeds: tuple[int, ...] = (0,)
     replicates: int = 1000
     workers: int = 2
+    jobs: int = 1  # cells fine-tuned at once (cxrfast sweep --jobs)
     seed: int = 0
+    prevalence: float = 0.2  # of each finding, drawn independently
+    variation: float = 0.5  # strength of the nuisances of real films (cxrfast.data.variation); see BENCHMARKS.md
+    ceiling: bool = False  # also fine-tune a supervised model on every training label, finding by finding's bound
+
+
+SPLIT = {"train": 0.6, "validate": 0.1, "test": 0.3}
+
+
+def write_demo_data(out: Path, s: DemoSettings, console: Console) -> Path:
+    """The archive and its prepared cache (`out/phantoms`, `out/cache`); the cache's folder."""
+    console.rule("1. a synthetic archive (DICOM, labelled findings, the variation of real films)")
+    labels = write_phantom_archive(out / "phantoms", s.images, rows=2 * s.size, seed=s.seed,
+                                   findings=Findings(dict.fromkeys(FINDINGS, Finding(s.prevalence))),
+                                   variation=Variation.realistic(s.variation))
+    console.rule("2. the prepared cache")
+    report = prepare_cache(labels, out / "cache", size=s.size, workers=s.workers)
+    console.print(f"{report.images} images in {report.root}")
+    return out / "cache"
+
+
+def ceiling_sweep(out: Path, cache: Path, s: DemoSettings) -> SweepConfig:
+    """What each finding allows at the demo's size: a ResNet-18 fine-tuned in full from random
+    initialisation on every training label, tested on the demo's test images."""
+    return SweepConfig(
+        data=str(cache), out=str(out), label_fractions=[1.0], seeds=[0], replicates=s.replicates,
+        arms={"supervised": {"init": "random"}},
+        finetune={"backbone": "resnet18", "mode": "full", "image_size": s.size, "epochs": 15, "batch_size": 32,
+                  "lr": 1e-2, "workers": s.workers, "patience": None, "findings": list(FINDINGS),
+                  "split_fractions": SPLIT})
 
 
 def demo_sweep(out: Path, cache: Path, s: DemoSettings) -> SweepConfig:
@@ -53,20 +87,19 @@ def demo_sweep(out: Path, cache: Path, s: DemoSettings) -> SweepConfig:
         arms={"random": {"init": "random"},
               **{m: {"pretrain": {**shared, "method": m, **pretraining[m]}} for m in s.methods}},
         finetune={"backbone": "resnet18", "mode": "linear", "image_size": s.size, "epochs": 30, "batch_size": 32,
-                  "lr": 1e-2, "workers": 0, "patience": None,
-                  "split_fractions": {"train": 0.6, "validate": 0.1, "test": 0.3}})
+                  "lr": 1e-2, "workers": 0, "patience": None, "findings": list(FINDINGS), "split_fractions": SPLIT})
 
 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), console: Console | None = None) -> dict:
     """Run (or resume) the demo in `out`; its sweep.json."""
     out, console, s = Path(out), console or Console(), settings
-    console.rule("1. a synthetic archive (DICOM, labelled findings)")
-    labels = write_phantom_archive(out / "phantoms", s.images, rows=2 * s.size, seed=s.seed)
-    console.rule("2. the prepared cache")
-    report = prepare_cache(labels, out / "cache", size=s.size, workers=s.workers)
-    console.print(f"{report.images} images in {report.root}")
+    cache = write_demo_data(out, s, console)
+    if s.ceiling:
+        console.rule("each finding's ceiling: supervised, every training label, full fine-tuning")
+        run_sweep(ceiling_sweep(out / "ceiling", cache, s), jobs=s.jobs, console=console)
+        console.print(_ceiling_table(json.loads((out / "ceiling" / SWEEP_JSON).read_text(encoding="utf-8"))))
     console.rule("3. pretraining, then random / SparK / SimCLR × label fractions, fine-tuned and evaluated")
-    sweep = run_sweep(demo_sweep(out / "sweep", out / "cache", s), console=console)
+    sweep = run_sweep(demo_sweep(out / "sweep", cache, s), jobs=s.jobs, console=console)
     if sweep.failed:
         console.print(f"[red]{len(sweep.failed)} cells failed[/red]; their errors are in their cell.json")
     console.rule("4. results")
@@ -91,4 +124,14 @@ def _table(results: dict) -> Table:
                       interval([row["ci_lower"], row["ci_upper"]]),
                       *((number(c["mean_auroc_difference"]), p_value(c["mean_auroc_bootstrap_p"]),
                          p_value(c["mean_auroc_bootstrap_p_holm"])) if c else ("", "", "")))
+    return table
+
+
+def _ceiling_table(results: dict) -> Table:
+    table = Table(title=f"each finding's test AUROC and its {results['level']:.0%} bootstrap CI, "
+                        "supervised on every training label")
+    for column in ("finding", "AUROC", "CI"):
+        table.add_column(column, justify="left" if column == "finding" else "right")
+    for row in results["finding_summary"]:
+        table.add_row(row["finding"], number(row["mean_auroc"]), interval([row["ci_lower"], row["ci_upper"]]))
     return table

@@ -45,7 +45,7 @@ from cxrfast.train.classification import Classification
 from cxrfast.train.config import FinetuneConfig, load_config
 from cxrfast.train.initial_weights import initial_backbone
 from cxrfast.train.labelled_split import SPLIT_FILE, choose_split
-from cxrfast.train.linear_features import FeatureRows, classifier_for, into_backbone
+from cxrfast.train.linear_features import FeatureRows, Standardization, classifier_for, into_backbone
 from cxrfast.train.loop import TrainingLoop, resolve_device
 from cxrfast.train.run_files import RUN_FILE, VALIDATION_FILE, log_epoch, write_json
 
@@ -149,12 +149,15 @@ class Finetuning:
                              size=self.config.image_size, seed=self.config.seed)
 
     def _feature_rows(self, data: LabelledImages, backbone) -> list[FeatureRows]:
-        """Linear mode: every used image's features, once, then the rows of each part."""
+        """Linear mode: every used image's features, once, standardised as the training images'
+        are, then the rows of each part."""
         parts = [self.split.train, self.split.validate, self.split.test]
         views = self._views(data, np.concatenate(parts))
         features = encode(backbone.to(self.device), views, batch_size=64, workers=self.config.workers,
                           device=self.device)
         bounds = np.cumsum([0, *map(len, parts)])
+        self.standardization = Standardization.fit(features[:bounds[1]])
+        features = self.standardization(features)
         return [FeatureRows(features[a:b], self._views(data, rows)) for a, b, rows in zip(bounds, bounds[1:], parts)]
 
     def _check_labels(self) -> None:
@@ -218,8 +221,8 @@ class Finetuning:
         if self.loop.rank == 0:
             self._write_predictions(run / PREDICTIONS_FILE, scores)
             write_json(run / THRESHOLDS_FILE, dict(zip(self.findings, thresholds.tolist())))
-            model = self.objective.model if self.backbone is None else into_backbone(self.objective.model,
-                                                                                    self.backbone.cpu())
+            model = self.objective.model if self.backbone is None else \
+                into_backbone(self.standardization.folded(self.objective.model.cpu()), self.backbone.cpu())
             export_encoder(model, classifier)
             self._write_summary(run / RUN_FILE, aurocs)
         return FinetuneResult(run, result.steps, self.loop.best_epoch, classifier, run / PREDICTIONS_FILE,
