@@ -43,10 +43,13 @@ class DemoSettings:
     seed: int = 0
     prevalence: float = 0.2  # of each finding, drawn independently
     variation: float = 0.5  # strength of the nuisances of real films (cxrfast.data.variation); see BENCHMARKS.md
-    ceiling: bool = False  # also fine-tune a supervised model on every training label, finding by finding's bound
+    ceiling: bool = False  # first fine-tune a supervised model on every training label: each finding's bound
 
 
-SPLIT = {"train": 0.6, "validate": 0.1, "test": 0.3}
+def _fine_tuning(s: DemoSettings, **changes) -> dict:
+    """What every fine-tuning of the demo shares: ResNet-18, all five findings, the same split."""
+    return {"backbone": "resnet18", "image_size": s.size, "batch_size": 32, "lr": 1e-2, "patience": None,
+            "findings": list(FINDINGS), "split_fractions": {"train": 0.6, "validate": 0.1, "test": 0.3}, **changes}
 
 
 def write_demo_data(out: Path, s: DemoSettings, console: Console) -> Path:
@@ -67,9 +70,7 @@ def ceiling_sweep(out: Path, cache: Path, s: DemoSettings) -> SweepConfig:
     return SweepConfig(
         data=str(cache), out=str(out), label_fractions=[1.0], seeds=[0], replicates=s.replicates,
         arms={"supervised": {"init": "random"}},
-        finetune={"backbone": "resnet18", "mode": "full", "image_size": s.size, "epochs": 15, "batch_size": 32,
-                  "lr": 1e-2, "workers": s.workers, "patience": None, "findings": list(FINDINGS),
-                  "split_fractions": SPLIT})
+        finetune=_fine_tuning(s, mode="full", epochs=15, workers=s.workers))
 
 
 def demo_sweep(out: Path, cache: Path, s: DemoSettings) -> SweepConfig:
@@ -86,8 +87,7 @@ def demo_sweep(out: Path, cache: Path, s: DemoSettings) -> SweepConfig:
         replicates=s.replicates,
         arms={"random": {"init": "random"},
               **{m: {"pretrain": {**shared, "method": m, **pretraining[m]}} for m in s.methods}},
-        finetune={"backbone": "resnet18", "mode": "linear", "image_size": s.size, "epochs": 30, "batch_size": 32,
-                  "lr": 1e-2, "workers": 0, "patience": None, "findings": list(FINDINGS), "split_fractions": SPLIT})
+        finetune=_fine_tuning(s, mode="linear", epochs=30, workers=0))
 
 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), console: Console | None = None) -> dict:
