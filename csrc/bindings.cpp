@@ -19,6 +19,7 @@
 #include "dicom/parser.h"
 #include "dicom/pixels.h"
 #include "dicom/rle.h"
+#include "masking/group_masks.h"
 #include "sparse/depthwise.h"
 #include "stats/bootstrap_auroc.h"
 
@@ -416,6 +417,69 @@ PYBIND11_MODULE(_C, m) {
       py::arg("random"), py::arg("pool_units"), py::arg("pool_start"), py::arg("pool_column"), py::arg("unit"),
       py::arg("units"), py::arg("order"), py::arg("first"), py::arg("positive"), py::arg("out").noconvert(),
       "AUROC (B, K) of K models' scores in each of B replicates drawn from pools by a uint32 matrix.");
+
+  m.def(
+      "group_masks",
+      [](Flags masks, Indices covered, const py::array_t<double, py::array::c_style>& target,
+         const Indices& rectangles, Flags done, int64_t height, int64_t width) {
+        if (rectangles.ndim() != 3 || rectangles.shape(2) != 4) {
+          throw py::value_error("rectangles must be (B, K, 4) int64: top, left, height, width");
+        }
+        if (height < 1 || width < 1) throw py::value_error("height and width must be positive");
+        cxrfast::masking::GroupMaskShape s{rectangles.shape(0), rectangles.shape(1), height, width};
+        check_size(masks, int64_t(times(times(size_t(s.images), size_t(height)), size_t(width))), "masks");
+        check_size(covered, s.images, "covered");
+        check_size(target, s.images, "target");
+        check_size(done, s.images, "done");
+        const int64_t* r = rectangles.data();
+        for (int64_t i = 0; i < s.images * s.rectangles; ++i, r += 4) {
+          if (r[0] < 0 || r[1] < 0 || r[2] < 0 || r[3] < 0 || r[2] > height - r[0] || r[3] > width - r[1]) {
+            throw py::value_error("rectangle " + std::to_string(i) + " leaves the " + std::to_string(height) + "x" +
+                                  std::to_string(width) + " image");
+          }
+        }
+        uint8_t* m_ = masks.mutable_data();
+        int64_t* c = covered.mutable_data();
+        uint8_t* d = done.mutable_data();
+        py::gil_scoped_release release;
+        cxrfast::masking::group_masks(m_, c, target.data(), rectangles.data(), d, s);
+      },
+      py::arg("masks").noconvert(), py::arg("covered").noconvert(), py::arg("target"), py::arg("rectangles"),
+      py::arg("done").noconvert(), py::arg("height"), py::arg("width"),
+      "Paint one round of GMML's rectangles into the masks of the images not yet done, in place.");
+
+  m.def(
+      "group_fill",
+      [](Floats out, const Floats& images, const Flags& masks, const Indices& donor, const Floats& noise,
+         const Indices& offset, const Indices& length) {
+        if (images.ndim() != 3) throw py::value_error("images must be (B, C, P) float32");
+        int64_t b = images.shape(0), channels = images.shape(1), pixels = images.shape(2);
+        check_size(out, images.size(), "out");
+        check_size(masks, b * pixels, "masks");
+        for (auto [a, what] : {std::pair{&donor, "donor"}, {&offset, "offset"}, {&length, "length"}}) {
+          check_size(*a, b, what);
+        }
+        for (int64_t i = 0; i < b; ++i) {
+          if (donor.at(i) >= b) throw py::value_error("donor " + std::to_string(donor.at(i)) + " is not an image");
+          if (donor.at(i) < 0 && (offset.at(i) < 0 || length.at(i) < 0 || length.at(i) % channels ||
+                                  length.at(i) > noise.size() - offset.at(i))) {
+            throw py::value_error("image " + std::to_string(i) + "'s noise leaves the noise buffer");
+          }
+        }
+        float* o = out.mutable_data();
+        int64_t short_of_noise;
+        {
+          py::gil_scoped_release release;
+          short_of_noise = cxrfast::masking::group_fill(o, images.data(), masks.data(), donor.data(), noise.data(),
+                                                        offset.data(), length.data(), b, channels, pixels);
+        }
+        if (short_of_noise >= 0) {
+          throw py::value_error("image " + std::to_string(short_of_noise) + "'s mask needs more noise than given");
+        }
+      },
+      py::arg("out").noconvert(), py::arg("images"), py::arg("masks"), py::arg("donor"), py::arg("noise"),
+      py::arg("offset"), py::arg("length"),
+      "Fill the masked pixels of out in place: another image's pixels, or noise values in turn.");
 
   m.def(
       "decode_rle_frame",
