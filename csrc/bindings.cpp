@@ -479,7 +479,7 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("out").noconvert(), py::arg("images"), py::arg("masks"), py::arg("donor"), py::arg("noise"),
       py::arg("offset"), py::arg("length"),
-      "Fill the masked pixels of out in place: another image's pixels, or noise values in turn.");
+      "out = the images, with the masked pixels another image's or noise values in turn (one pass).");
 
   m.def(
       "decode_rle_frame",

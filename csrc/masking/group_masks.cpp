@@ -33,21 +33,25 @@ int64_t group_fill(float* out, const float* images, const uint8_t* masks, const 
     const uint8_t* mask = masks + b * pixels;
     for (int64_t c = 0; c < channels; ++c) {
       float* o = out + (b * channels + c) * pixels;
+      const float* own = images + (b * channels + c) * pixels;
       if (donor[b] >= 0) {
         const float* source = images + (donor[b] * channels + c) * pixels;
-        for (int64_t p = 0; p < pixels; ++p) o[p] = mask[p] ? source[p] : o[p];
+        for (int64_t p = 0; p < pixels; ++p) o[p] = mask[p] ? source[p] : own[p];
         continue;
       }
-      const float* values = noise + offset[b] + c * (length[b] / channels);
-      int64_t k = 0, limit = length[b] / channels;
+      const int64_t limit = length[b] / channels;
+      const float* values = noise + offset[b] + c * limit;
+      int64_t k = 0;
       for (int64_t p = 0; p < pixels; ++p) {
-        if (!mask[p]) continue;
-        if (k == limit) {
+        if (!mask[p]) {
+          o[p] = own[p];
+        } else if (k < limit) {
+          o[p] = values[k++];
+        } else {
 #pragma omp critical
           short_of_noise = b;
           break;
         }
-        o[p] = values[k++];
       }
     }
   }

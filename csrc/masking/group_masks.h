@@ -20,10 +20,10 @@ struct GroupMaskShape {
 void group_masks(uint8_t* masks, int64_t* covered, const double* target, const int64_t* rectangles, uint8_t* done,
                  const GroupMaskShape& s);
 
-// GMML's fill of the masked pixels, in place: out (B, C, P) starts as the images (B, C, P); where
-// masks (B, P) is 1, image b takes donor[b]'s pixels if donor[b] >= 0 (checked < B by the caller),
-// else the next values of noise from offset[b] on, at most length[b] of them. Returns the first
-// image whose mask needed more noise than that, or -1.
+// GMML's fill: out (B, C, P) takes the images (B, C, P), except where masks (B, P) is 1: there
+// image b takes donor[b]'s pixels if donor[b] >= 0 (checked < B by the caller), else the next
+// values of noise from offset[b] on, at most length[b] of them. One pass; out must not alias the
+// images. Returns the first image whose mask needed more noise than that, or -1.
 int64_t group_fill(float* out, const float* images, const uint8_t* masks, const int64_t* donor, const float* noise,
                    const int64_t* offset, const int64_t* length, int64_t images_count, int64_t channels,
                    int64_t pixels);

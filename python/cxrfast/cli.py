@@ -131,7 +131,8 @@ def _recipes(args) -> int:
     if args.name is None:
         for recipe in known.values():
             console.print(f"[bold]{recipe.name}[/bold] ({recipe.kind}): {recipe.summary}")
-        console.print("cxrfast recipes NAME prints one; cxrfast sweep NAME or cxrfast finetune --preset NAME uses it")
+        console.print("cxrfast recipes NAME prints one; cxrfast sweep NAME, cxrfast pretrain --preset NAME or "
+                      "cxrfast finetune --preset NAME uses it")
         return 0
     if args.name not in known:
         raise ConfigError(f"no recipe {args.name!r}; there are: {', '.join(known)}")
@@ -173,7 +174,8 @@ def _train(args, kind, run) -> int:
     config_file = args.config
     if config_file is None and args.resume and args.out is not None:
         config_file = Path(args.out) / "config.yaml"  # a run resumes with the config it saved
-    preset = recipe(args.preset, "finetune").values() if getattr(args, "preset", None) else None
+    kind_name = "pretrain" if kind.__name__ == "PretrainConfig" else "finetune"
+    preset = recipe(args.preset, kind_name).values() if getattr(args, "preset", None) else None
     return run(load_config(config_file, tuple(args.set), kind=kind, preset=preset, **flags), resume=args.resume,
                progress=not args.quiet)
 
@@ -227,11 +229,14 @@ def _training_parsers(commands) -> None:
     from cxrfast.train.config import LOADERS, MODES, TASKS, FinetuneConfig, PretrainConfig
 
     backbone = f"one of {', '.join(BACKBONES)} (or any timm model name)"
-    _training_parser(commands, "pretrain", PretrainConfig, _PRETRAIN_FLAGS,
-                     f"self-supervised pretraining ({', '.join(METHODS)}); resumable", "Self-supervised pretraining.",
-                     {**_COMMON_HELP, "method": f"one of {', '.join(METHODS)}", "backbone": backbone,
-                      "loader": f"one of {', '.join(LOADERS)}"},
-                     {"method": list(METHODS), "loader": list(LOADERS)}, _pretrain)
+    pretrain = _training_parser(
+        commands, "pretrain", PretrainConfig, _PRETRAIN_FLAGS,
+        f"self-supervised pretraining ({', '.join(METHODS)}); resumable", "Self-supervised pretraining.",
+        {**_COMMON_HELP, "method": f"one of {', '.join(METHODS)}", "backbone": backbone,
+         "loader": f"one of {', '.join(LOADERS)}"},
+        {"method": list(METHODS), "loader": list(LOADERS)}, _pretrain)
+    pretrain.add_argument("--preset", metavar="NAME", help="a shipped pretraining recipe under the config file "
+                          "(cxrfast recipes), e.g. gmml")
     finetune = _training_parser(
         commands, "finetune", FinetuneConfig, _FINETUNE_FLAGS,
         "fine-tune a classifier or a lung segmenter on labelled images, writing predictions; resumable",

@@ -230,6 +230,9 @@ def test_schedule_shape():
     (dict(optimizer="sgd"), ConfigError, "unknown optimizer 'sgd'"),
     (dict(data="/nonexistent/folder"), ConfigError, "does not exist"),
     (dict(batch_size=64), ConfigError, "make no optimiser step"),
+    (dict(clip_grad=1.0, clip_grad_mode="per_layer"), ConfigError, "clip_grad_mode must be one of global, per_parameter"),
+    (dict(clip_grad=0.0), ConfigError, "clip_grad must be positive"),
+    (dict(method="gmml"), ConfigError, "GMML needs a vision transformer"),
     (dict(empty=True), DataError, "no DICOM, PNG, JPEG or JSRT .IMG files"),
 ])
 def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, message):
@@ -247,7 +250,7 @@ def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, mes
 def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
     with pytest.raises(SystemExit) as exit:  # argparse names the choices
         main(["pretrain", "--method", "byol", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
-    assert exit.value.code == 2 and "invalid choice: 'byol' (choose from 'spark', 'simclr', 'moco')" in \
+    assert exit.value.code == 2 and "invalid choice: 'byol' (choose from 'spark', 'simclr', 'moco', 'gmml')" in \
         capsys.readouterr().err
     # A config error is the user's to fix: a message and exit status 2, no traceback.
     assert main(["pretrain", "--data", str(phantoms), "--out", str(tmp_path / "r"), "--image-size", "200"]) == 2
@@ -264,7 +267,7 @@ def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
 
 
 def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
-    for command, expected in [("pretrain", ["{spark,simclr,moco}", "{torch,dali}", "(default: 'resnet50')",
+    for command, expected in [("pretrain", ["{spark,simclr,moco,gmml}", "{torch,dali}", "(default: 'resnet50')",
                                             "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
                               ("finetune", ["{linear,full,frozen_then_full}", "{classification,segmentation}",

@@ -22,13 +22,29 @@ from cxrfast.train.sweep import cell_config, cells, load_sweep
 
 def test_the_recipes_are_listed_and_printed(capsys):
     assert {name: r.kind for name, r in recipes().items()} == {
-        "tayebi-arasteh": "finetune", "verma-tapaswi": "sweep", "wolf": "sweep"}
+        "gmml": "pretrain", "tayebi-arasteh": "finetune", "verma-tapaswi": "sweep", "wolf": "sweep"}
     assert main(["recipes"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in recipes()) and "Verma & Tapaswi" in listed
     assert main(["recipes", "wolf"]) == 0
     assert capsys.readouterr().out == recipes()["wolf"].path.read_text()
     assert main(["recipes", "nothing"]) == 2
+
+
+def test_a_pretraining_preset_under_flags_and_overrides(tmp_path, phantoms, capsys):
+    """`cxrfast pretrain --preset gmml`: the recipe's keys, then the flags and --set over them."""
+    small = ["backbone=vit_tiny_patch16_224", "image_size=32", "epochs=1", "batch_size=4", "workers=0",
+             "warmup_epochs=0", "method_options.blocks=[6, 12]"]
+    out = tmp_path / "run"
+    assert main(["pretrain", "--preset", "gmml", "--data", str(phantoms), "--out", str(out), "--quiet",
+                 *[a for s in small for a in ("--set", s)]]) == 0
+    saved = load_config(out / "config.yaml")
+    assert (saved.method, saved.clip_grad, saved.clip_grad_mode, saved.weight_decay_end, saved.drop_path) == \
+        ("gmml", 3.0, "per_parameter", 0.4, 0.1)
+    assert (saved.backbone, saved.image_size, saved.method_options) == ("vit_tiny_patch16_224", 32, {"blocks": [6, 12]})
+    assert (out / "encoder.safetensors").is_file()
+    assert main(["pretrain", "--preset", "wolf", "--data", str(phantoms), "--out", str(tmp_path / "other")]) == 2
+    assert "no pretrain recipe 'wolf'; there are: gmml" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -9,13 +9,14 @@ from typing import Any
 from torch import nn
 
 from cxrfast.errors import ConfigError
+from cxrfast.methods.gmml import GMML
 from cxrfast.methods.method import Method
 from cxrfast.methods.moco import MoCo
 from cxrfast.methods.objective import Objective
 from cxrfast.methods.simclr import SimCLR
 from cxrfast.methods.spark import SparK
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo, GMML)}
 
 
 def method_class(name: str) -> type[Method]:
@@ -28,4 +29,4 @@ def create_method(name: str, backbone: nn.Module, image_size: int = 224, **optio
     return method_class(name).build(backbone, image_size, options)
 
 
-__all__ = ["METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "create_method", "method_class"]
+__all__ = ["GMML", "METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "create_method", "method_class"]

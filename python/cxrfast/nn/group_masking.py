@@ -30,7 +30,7 @@ from cxrfast.ops.dispatch import FLOATING, Op, Support
 # prefixes at once on any device.
 OP = Op("group_masks", {"reference": Support(frozenset({torch.bool})),
                         "cpu": Support(frozenset({torch.bool}), frozenset({"cpu"}))})
-# The fill: C++ for float32 on the CPU, one pass writing the masked pixels; torch elsewhere.
+# The fill: C++ for float32 on the CPU, one pass writing every pixel; torch elsewhere.
 FILL = Op("group_fill", {"reference": Support(FLOATING), "cpu": Support(frozenset({torch.float32}), frozenset({"cpu"}))})
 CHUNK = 62  # rectangles per round: bit 63 is the sign and stays clear, so every lowest bit is positive
 
@@ -135,7 +135,8 @@ def group_corruption(images: Tensor, *, share: tuple[float, float] = (0.5, 0.75)
 
 def _fill_native(images: Tensor, mask: Tensor, donors: Tensor, noise: Tensor, length: Tensor) -> Tensor:
     b, c = images.shape[:2]
-    corrupted, images = images.clone(memory_format=torch.contiguous_format), images.contiguous()
+    images = images.contiguous()
+    corrupted = torch.empty_like(images)  # every pixel is written
     _C.group_fill(corrupted.view(b, c, -1).numpy(), images.view(b, c, -1).numpy(),
                   mask.view(torch.uint8).view(b, -1).numpy(), donors.numpy(), noise.numpy(),
                   (length.cumsum(0) - length).numpy(), length.numpy())

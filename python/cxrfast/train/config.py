@@ -28,6 +28,7 @@ OPTIMIZERS = ("adamw", "adam", "lamb", "lars")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 LOADERS = ("torch", "dali")
+CLIP_MODES = ("global", "per_parameter")
 
 
 @dataclass
@@ -46,7 +47,8 @@ class TrainConfig:
     warmup_epochs: float = 10.0
     weight_decay: float = 0.04
     weight_decay_end: float = 0.2  # cosine from weight_decay (SparK: 0.04 -> 0.2)
-    clip_grad: float | None = None  # max global gradient norm
+    clip_grad: float | None = None  # max gradient norm: of all gradients together, or of each parameter's
+    clip_grad_mode: str = "global"  # global (torch's clip_grad_norm_) or per_parameter (DINO's and GMML's)
     precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp16 on a GPU, off on the CPU
     workers: int = 4
     seed: int = 0
@@ -67,6 +69,10 @@ class TrainConfig:
             raise ConfigError(f"betas must be two numbers in [0, 1), not {self.betas}")
         if self.betas is not None and self.optimizer == "lars":
             raise ConfigError("betas: LARS has none (it is SGD with momentum 0.9)")
+        if self.clip_grad_mode not in CLIP_MODES:
+            raise ConfigError(f"clip_grad_mode must be one of {', '.join(CLIP_MODES)}, not {self.clip_grad_mode!r}")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ConfigError(f"clip_grad must be positive (or unset), not {self.clip_grad}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.precision not in PRECISIONS:
@@ -88,6 +94,7 @@ class PretrainConfig(TrainConfig):
     out: str = "runs/pretrain"
     init_checkpoint: str | None = None  # a supervised state dict to start from
     image_size: int = 224
+    drop_path: float | None = None  # stochastic depth of the backbone (timm's drop_path_rate; GMML, DINO: 0.1)
     loader: str = "torch"  # torch (cxrfast's DataLoader) or dali (the DALI pipeline; GPU decoding on a GPU)
     probe_labels: str | None = None  # a labelled manifest CSV or cache for the linear-probe monitor
     probe_every: int = 0  # epochs between probes (0: none; with probe_labels, also at the end)

@@ -43,7 +43,7 @@ from cxrfast.train.checkpoint import (latest_checkpoint, load_checkpoint, restor
                                       save_checkpoint)
 from cxrfast.train.config import TrainConfig, save_config
 from cxrfast.train.metrics import MetricsLog
-from cxrfast.train.optim import create_optimizer
+from cxrfast.train.optim import clip_gradients, create_optimizer
 
 METRICS = ("step", "epoch", "loss", "lr", "weight_decay", "images_per_s")
 
@@ -186,7 +186,7 @@ class TrainingLoop:
     def _optimiser_step(self) -> None:
         if self.config.clip_grad is not None:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.config.clip_grad)
+            clip_gradients(self.objective.parameters(), self.config.clip_grad, self.config.clip_grad_mode)
         self.objective.after_backward(self.step)
         self.scaler.step(self.optimizer)
         self.scaler.update()

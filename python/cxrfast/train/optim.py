@@ -1,6 +1,6 @@
 """Optimisers: AdamW and Adam (torch; Adam's weight decay is the L2 term in the gradient, as
 Wolf et al.'s and vit-med's CNN runs use it), LAMB and LARS (timm's implementations, which SparK and SimCLR's
-recipes use). Biases and normalisation parameters get no weight decay, and LARS does not adapt
+recipes use), and gradient clipping, global or per parameter. Biases and normalisation parameters get no weight decay, and LARS does not adapt
 their rate: the usual exclusions of those papers.
 
 An objective hands the optimiser its parameters in groups (`Objective.parameter_groups`), each
@@ -44,3 +44,16 @@ def create_optimizer(name: str, groups: list[dict], lr: float, weight_decay: flo
     if name == "lars":  # trust ratios only where weight decay applies (timm's default)
         return optim.Lars(groups, lr=lr, momentum=0.9, trust_coeff=0.001)
     raise ConfigError(f"unknown optimizer {name!r}: one of adamw, adam, lamb, lars")
+
+
+def clip_gradients(parameters, max_norm: float, mode: str = "global") -> None:
+    """Scale gradients in place to norm at most `max_norm`: `global`, all of them together
+    (torch's clip_grad_norm_); `per_parameter`, each parameter's on its own, as DINO's and GMML's
+    code clip (norm + 1e-6 in the divisor)."""
+    if mode == "global":
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:
+        norms = torch.stack(torch._foreach_norm(grads))
+        torch._foreach_mul_(grads, list((max_norm / (norms + 1e-6)).clamp(max=1.0).unbind()))

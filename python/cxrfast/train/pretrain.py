@@ -81,7 +81,9 @@ class Pretraining:
         self.device = resolve_device(config.device)
         loader = open_loader(config, crops, self.device)  # an empty folder fails here, before any model is built
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        backbone = create_backbone(config.backbone, checkpoint=config.init_checkpoint, image_size=config.image_size)
+        depth = {} if config.drop_path is None else {"drop_path_rate": config.drop_path}
+        backbone = create_backbone(config.backbone, checkpoint=config.init_checkpoint, image_size=config.image_size,
+                                   **depth)
         self.method = method_type.build(backbone, config.image_size, config.method_options)
         self.loop = TrainingLoop(config, self.method, loader, run=Path(config.out), device=self.device, resume=resume,
                                  progress=progress, description="pretraining", epoch_end=self._monitor)

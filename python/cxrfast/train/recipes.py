@@ -1,6 +1,6 @@
 """The studies' protocols shipped as plain configs (`cxrfast/recipes/*.toml`): sweeps a user
 points at their own data, and fine-tuning presets. A recipe's first comment line says what it
-is, its second (`# kind: sweep` or `# kind: finetune`) how it is used; `cxrfast recipes` lists
+is, its second (`# kind: sweep`, `# kind: pretrain` or `# kind: finetune`) how it is used; `cxrfast recipes` lists
 them and prints one to copy and edit."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    kind: str  # sweep or finetune
+    kind: str  # sweep, pretrain or finetune
     summary: str
     path: Path
 
