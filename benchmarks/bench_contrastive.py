@@ -11,10 +11,7 @@ matrix of 16 or 4 GiB and keep several: more than this 24 GiB machine. Only ours
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +19,7 @@ import torch.nn.functional as F
 
 from cxrfast.losses import ClipLoss, DINOLoss, NTXentLoss, SigLipLoss
 from cxrfast.losses.reference import naive_clip, naive_dino, naive_nt_xent, naive_siglip
+from peak_memory import peak_in_fresh_interpreter, print_peak
 
 CASES = [(1024, 128), (1024, 512), (4096, 128), (4096, 512), (16384, 128), (32768, 128)]
 DINO_CASES = [(64, 65536), (256, 65536)]  # B samples, K prototypes (DINO's head)
@@ -56,9 +54,7 @@ def _loss(name: str, role: str, n: int, d: int):
 
 
 def _peak_mib(name: str, role: str, n: int, d: int) -> float:
-    out = subprocess.run([sys.executable, __file__, name, role, str(n), str(d)], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[1])
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_MiB"]
+    return peak_in_fresh_interpreter(__file__, name, role, str(n), str(d))
 
 
 def _measure(benchmark, tag, name: str, n: int, d: int, role: str, group: str, baseline_label: str) -> None:
@@ -85,17 +81,6 @@ def test_dino_step(benchmark, tag, n, d, role):
              "pairwise loop (a log-softmax per pair)")
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 if __name__ == "__main__":  # one case's peak memory, in a fresh interpreter
     name, role, n, d = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    step = _loss(name, role, n, d)
-    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from the current size
-    before = _status_kib("VmRSS")
-    step()
-    print(json.dumps({"peak_MiB": (_status_kib("VmHWM") - before) / 1024}))
+    print_peak(_loss(name, role, n, d))

@@ -132,22 +132,22 @@ def test_moco_momentum_follows_its_cosine_schedule():
     model = MoCo(create_backbone("resnet18"), hidden_dim=16, projection_dim=8, queue_size=8, momentum=0.99,
                  momentum_end=1.0)
     for step, expected in [(0, 0.99), (50, 0.995), (100, 1.0)]:
-        model.schedule(step, 100)
+        model.schedule(step, 100, 10)
         assert model.momentum == pytest.approx(expected)
     constant = MoCo(create_backbone("resnet18"), hidden_dim=16, projection_dim=8, queue_size=8, momentum=0.9)
-    constant.schedule(50, 100)
+    constant.schedule(50, 100, 10)
     assert constant.momentum == 0.9
 
 
 def test_method_views_and_hooks_are_their_own():
     """What the loop asks of each method, which once lived in the engine as tables and branches."""
-    spark, = SparK.crops(64, {})
+    spark, = SparK.crops(64, {}, {})
     assert spark.count == 1 and spark.augment.scale == (0.67, 1.0) and spark.augment.blur == 0.0
-    simclr, = SimCLR.crops(32, {"blur": 0.0})
+    simclr, = SimCLR.crops(32, {"blur": 0.0}, {})
     assert simclr.count == 2 and simclr.augment.size == (32, 32) and simclr.augment.blur == 0.0
     assert simclr.augment.rotation == 10.0  # the ViewAugment default the contrastive methods keep
     assert SparK.ddp_unused_parameters and not SimCLR.ddp_unused_parameters and not MoCo.ddp_unused_parameters
     model = SparK(create_backbone("resnet18"), image_size=64, decoder_width=32)
     assert model.generators() == {"mask": model.generator}
     with pytest.raises(ConfigError, match="augment"):
-        SimCLR.crops(32, {"blur": 2.0})
+        SimCLR.crops(32, {"blur": 2.0}, {})

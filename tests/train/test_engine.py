@@ -30,7 +30,12 @@ from cxrfast.train.demo import DemoSettings
 
 TINY = {"spark": ["method_options.decoder_width=32"],
         "moco": ["method_options.queue_size=16", "method_options.hidden_dim=32", "method_options.projection_dim=8",
-                 "method_options.momentum_end=1.0", "augment.rotation=0.0", "optimizer=lars", "clip_grad=1.0"]}
+                 "method_options.momentum_end=1.0", "augment.rotation=0.0", "optimizer=lars", "clip_grad=1.0"],
+        "dino": ["method_options.out_dim=64", "method_options.hidden_dim=32", "method_options.bottleneck_dim=16",
+                 "method_options.local_crops=2", "method_options.local_size=32", "method_options.teacher_temp=0.07",
+                 "method_options.warmup_teacher_temp_epochs=2", "optimizer=adamw", "clip_grad=3.0",
+                 "clip_grad_mode=per_parameter"]}
+ENCODER = {"spark": "encoder.backbone", "moco": "backbone", "dino": "teacher_backbone"}  # what each exports
 
 
 def _arguments(method: str, data: Path, out: Path) -> list[str]:
@@ -45,7 +50,7 @@ def _metrics(run: Path) -> dict[int, str]:
         return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("method", ["spark", "moco"])
+@pytest.mark.parametrize("method", ["spark", "moco", "dino"])
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, method, one_thread):
     whole = tmp_path / "whole"
     assert main(["pretrain", *_arguments(method, phantoms, whole), "--quiet"]) == 0
@@ -65,7 +70,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, 
     assert main(["pretrain", *_arguments(method, phantoms, killed), "--resume", "--quiet"]) == 0
     final = torch.load(checkpoints(whole)[-1], weights_only=False)["model"]
     for name, value in torch.load(checkpoints(killed)[-1], weights_only=False)["model"].items():
-        assert torch.equal(value, final[name]), name  # MoCo's queue and momentum encoder included
+        assert torch.equal(value, final[name]), name  # MoCo's queue, the EMA encoders, DINO's centre included
     assert _metrics(killed) == _metrics(whole)  # every step's loss, those after the resume too
     # TensorBoard holds the same losses, once per step: the killed run's extra events were purged.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -78,8 +83,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, 
         assert all(abs(board[k] - float(v)) <= 1e-5 * abs(board[k]) + 1e-7 for k, v in _metrics(run).items())
     timm = import_timm()
     encoder = timm.create_model("resnet18", in_chans=1, num_classes=0, checkpoint_path=str(killed / "encoder.safetensors"))
-    assert torch.equal(encoder.conv1.weight, final["backbone.conv1.weight" if method == "moco" else
-                                                  "encoder.backbone.conv1.weight"])
+    assert torch.equal(encoder.conv1.weight, final[f"{ENCODER[method]}.conv1.weight"])
 
 
 def test_simclr_from_python_with_probe(tmp_path, phantoms):
@@ -117,7 +121,7 @@ class _Regression(Objective):
         x = batch.views[0]
         return F.mse_loss(self.net(x)[:, 0], 3 * x.mean((1, 2, 3)))
 
-    def schedule(self, step, total_steps):
+    def schedule(self, step, total_steps, steps_per_epoch):
         self.calls.append(("schedule", step, total_steps))
 
     def after_backward(self, step):
@@ -250,7 +254,7 @@ def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, mes
 def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
     with pytest.raises(SystemExit) as exit:  # argparse names the choices
         main(["pretrain", "--method", "byol", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
-    assert exit.value.code == 2 and "invalid choice: 'byol' (choose from 'spark', 'simclr', 'moco', 'gmml')" in \
+    assert exit.value.code == 2 and "invalid choice: 'byol' (choose from 'spark', 'simclr', 'moco', 'gmml', 'dino')" in \
         capsys.readouterr().err
     # A config error is the user's to fix: a message and exit status 2, no traceback.
     assert main(["pretrain", "--data", str(phantoms), "--out", str(tmp_path / "r"), "--image-size", "200"]) == 2
@@ -267,7 +271,7 @@ def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
 
 
 def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
-    for command, expected in [("pretrain", ["{spark,simclr,moco,gmml}", "{torch,dali}", "(default: 'resnet50')",
+    for command, expected in [("pretrain", ["{spark,simclr,moco,gmml,dino}", "{torch,dali}", "(default: 'resnet50')",
                                             "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
                               ("finetune", ["{linear,full,frozen_then_full}", "{classification,segmentation}",

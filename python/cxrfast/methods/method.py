@@ -19,9 +19,9 @@ class Method(Objective):
     augment_defaults: ClassVar[dict[str, Any]] = {}  # ViewAugment fields this method's recipe changes
 
     @classmethod
-    def crops(cls, image_size: int, augment: dict[str, Any]) -> list[Crops]:
-        """The views a batch holds for this method: `views` crops at `image_size`, with the
-        method's augmentation defaults under the user's `augment` overrides."""
+    def crops(cls, image_size: int, augment: dict[str, Any], options: dict[str, Any]) -> list[Crops]:
+        """The views a batch holds for this method (given its `options`): `views` crops at
+        `image_size`, with the method's augmentation defaults under the user's `augment` overrides."""
         try:
             return [Crops(ViewAugment(size=image_size, **{**cls.augment_defaults, **augment}), cls.views)]
         except (TypeError, ValueError) as e:

@@ -31,7 +31,7 @@ class MoCo(Method):
         # The EMA momentum: constant, or a half-cosine from `momentum` to `momentum_end` over the run.
         self.momentum, self.momentum_start, self.momentum_end = momentum, momentum, momentum_end
 
-    def schedule(self, step: int, total_steps: int) -> None:
+    def schedule(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
         if self.momentum_end is not None:
             self.momentum = warmup_cosine(step, total_steps, self.momentum_start, self.momentum_end)
 

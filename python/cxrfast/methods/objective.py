@@ -23,10 +23,11 @@ class Objective(nn.Module):
     def forward(self, batch: Batch) -> Tensor:  # so that DDP wraps the step
         return self.training_step(batch)
 
-    def schedule(self, step: int, total_steps: int) -> None:
+    def schedule(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
         """Called before the first forward of each optimiser step `step` (0-based) of
-        `total_steps`: per-step values such as an EMA momentum or a teacher temperature. A
-        function of the step only, so that a resumed run follows the same schedule."""
+        `total_steps`, `steps_per_epoch` to an epoch: per-step values such as an EMA momentum or
+        a teacher temperature. A function of the step only, so that a resumed run follows the
+        same schedule."""
 
     def after_backward(self, step: int) -> None:
         """Called once per optimiser step, after its last backward (and gradient clipping),

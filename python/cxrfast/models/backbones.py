@@ -48,12 +48,17 @@ def create_backbone(name: str, *, checkpoint: str | os.PathLike | None = None, i
                     **kwargs) -> nn.Module:
     """A timm backbone with a 1-channel stem and no classifier (`num_classes=0`), optionally
     initialised from a supervised checkpoint on disk (nothing is downloaded). A transformer
-    whose patch embedding has a fixed input size is built for `image_size` (CNNs take any)."""
+    whose patch embedding has a fixed input size is built for `image_size` (CNNs take any); a
+    timm ViT also takes other sizes, resampling its position embedding."""
     create = functools.partial(import_timm().create_model, timm_name(name), in_chans=1, num_classes=0,
                                pretrained=False, **kwargs)
     model = create()
     fixed = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    if image_size is not None and fixed is not None and tuple(fixed) != (image_size, image_size) \
+    if fixed is not None and getattr(model, "dynamic_img_size", True) is False:
+        # A ViT: built for the run's size, and taking other sizes too (DINO's local crops), its
+        # position embedding resampled on the fly.
+        model = create(img_size=image_size or tuple(fixed), dynamic_img_size=True)
+    elif image_size is not None and fixed is not None and tuple(fixed) != (image_size, image_size) \
             and not getattr(model.patch_embed, "dynamic_img_size", False):
         model = create(img_size=image_size)
     if checkpoint is not None:

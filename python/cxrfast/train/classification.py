@@ -85,7 +85,7 @@ class Classification(Objective):
             group["lr_factor"] *= self.backbone_lr_factor
         return [{"params": head, "lr_factor": 1.0}, *groups]
 
-    def schedule(self, step: int, total_steps: int) -> None:
+    def schedule(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
         # Step s falls in the first k of E epochs iff s·E < k·total (total = E · steps per epoch).
         self.frozen = step * self.epochs < self.frozen_epochs * total_steps
         if self.frozen:

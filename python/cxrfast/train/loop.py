@@ -135,7 +135,7 @@ class TrainingLoop:
             group["lr"] = lr * group["lr_factor"]
             if group["decays"]:
                 group["weight_decay"] = wd
-        self.objective.schedule(self.step, self.total_steps)
+        self.objective.schedule(self.step, self.total_steps, self.steps_per_epoch)
         return lr, wd
 
     def run(self) -> LoopResult:

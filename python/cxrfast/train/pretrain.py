@@ -75,7 +75,7 @@ class Pretraining:
         method_type = method_class(config.method)
         timm_name(config.backbone)
         method_type.check_options(config.image_size, config.method_options)
-        crops = method_type.crops(config.image_size, config.augment)
+        crops = method_type.crops(config.image_size, config.augment, config.method_options)
         self.config = config
         self.probe_set = ProbeSet.read(config.probe_labels, config.probe_findings) if config.probe_labels else None
         self.device = resolve_device(config.device)
