@@ -22,7 +22,8 @@ from cxrfast.train.sweep import cell_config, cells, load_sweep
 
 def test_the_recipes_are_listed_and_printed(capsys):
     assert {name: r.kind for name, r in recipes().items()} == {
-        "dino": "pretrain", "gmml": "pretrain", "tayebi-arasteh": "finetune", "verma-tapaswi": "sweep", "wolf": "sweep"}
+        "dino": "pretrain", "gmml": "pretrain", "tayebi-arasteh": "finetune", "tayebi-arasteh-sweep": "sweep",
+        "verma-tapaswi": "sweep", "wolf": "sweep"}
     assert main(["recipes"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in recipes()) and "Verma & Tapaswi" in listed
@@ -132,3 +133,40 @@ def test_adam_and_its_betas_are_torchs():
         assert {g["betas"] for g in optimiser.param_groups} == {expected}
     with pytest.raises(ConfigError, match="betas: LARS has none"):
         load_config(None, (), optimizer="lars", betas=[0.9, 0.99], data=".").check()
+
+
+def test_study_cs_sweep_runs_on_small_random_checkpoints(tmp_path):
+    """The three initialisations from files in their layouts: a DINOv2-style ViT/14 as transformers
+    writes it (ViT-S/14, from 518² to 28²), and two timm ViT-Ti/16s at 32²."""
+    from helpers.vit_layouts import huggingface_layout
+    from safetensors.torch import save_file
+
+    from cxrfast.models import import_timm
+    from cxrfast.train.sweep import SWEEP_JSON, run_sweep
+
+    timm = import_timm()
+    torch.manual_seed(0)
+    dinov2 = timm.create_model("vit_small_patch14_dinov2", pretrained=False, in_chans=3, num_classes=0, img_size=518)
+    save_file(huggingface_layout(dinov2, registers=False), tmp_path / "model.safetensors")
+    for name in ("imagenet21k", "mimic"):
+        vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, in_chans=3, num_classes=21843)
+        torch.save(vit.state_dict(), tmp_path / f"{name}.pth")
+    labels = write_phantom_archive(tmp_path / "data", 30, rows=64, progress=False,
+                                   findings=Findings({"Cardiomegaly": Finding(0.5)}))
+    small = ["arms.dinov2.backbone=vit_small_patch14_dinov2", "arms.imagenet21k.backbone=vit_tiny_patch16_224",
+             "arms.mimic.backbone=vit_tiny_patch16_224", "arms.dinov2.image_size=28", "finetune.image_size=32",
+             "finetune.epochs=1",
+             "finetune.batch_size=4", "finetune.workers=0", "finetune.findings=['Cardiomegaly']", "replicates=200"]
+    config = load_sweep("tayebi-arasteh-sweep", (
+        f"data={labels}", f"out={tmp_path / 'study-c'}", f"variables.dinov2={tmp_path / 'model.safetensors'}",
+        f"variables.imagenet21k={tmp_path / 'imagenet21k.pth'}", f"variables.mimic={tmp_path / 'mimic.pth'}", *small))
+    finetune = cell_config(config, cells(config)[0])
+    assert (finetune.pool, finetune.pos_weight, finetune.batch_size, finetune.image_size, config.baseline) == (
+        "token", True, 4, 28, "imagenet21k")
+    report = run_sweep(config, console=None)
+    assert not report.failed and len(report.done) == 3
+    results = yaml.safe_load((tmp_path / "study-c" / SWEEP_JSON).read_text())
+    compared = {c["arm"] for c in results["comparisons"]}
+    assert compared == {"dinov2", "mimic"} and results["replicates"] == 200
+    inits = {row["arm"]: row for row in results["cells"]}
+    assert set(inits) == {"dinov2", "imagenet21k", "mimic"}

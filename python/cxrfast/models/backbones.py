@@ -9,7 +9,10 @@ A checkpoint may be a timm or torchvision state dict (`.pth`, `.pt`, `.bin`, wra
 "state_dict" / "model" or not, "module." prefixes from DDP allowed) or a safetensors file. Its
 RGB first convolution is summed over the colour channels (timm's `adapt_input_conv`): a grey
 image fed to an RGB network as three equal channels gives exactly that response. The classifier
-is dropped: the encoder ends at pooled features.
+is dropped: the encoder ends at pooled features. A ViT's checkpoint may also be DINOv2's original
+file or transformers' Dinov2Model (`cxrfast.models.vit_checkpoints`):
+
+    create_backbone("vit_base_patch14_dinov2", checkpoint="dinov2_vitb14_pretrain.pth", image_size=224)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import nn
 from cxrfast.atomic import atomic_path
 from cxrfast.errors import ConfigError
 from cxrfast.models.timm_import import import_timm
+from cxrfast.models.vit_checkpoints import is_vit, timm_state_dict
 
 # cxrfast's names and timm's. The ViTs are for methods still to come.
 BACKBONES = {"resnet18": "resnet18", "resnet50": "resnet50", "convnext_tiny": "convnext_tiny",
@@ -45,11 +49,13 @@ def timm_name(name: str) -> str:
 
 
 def create_backbone(name: str, *, checkpoint: str | os.PathLike | None = None, image_size: int | None = None,
-                    **kwargs) -> nn.Module:
+                    pool: str | None = None, **kwargs) -> nn.Module:
     """A timm backbone with a 1-channel stem and no classifier (`num_classes=0`), optionally
     initialised from a supervised checkpoint on disk (nothing is downloaded). A transformer
     whose patch embedding has a fixed input size is built for `image_size` (CNNs take any); a
-    timm ViT also takes other sizes, resampling its position embedding."""
+    timm ViT also takes other sizes, resampling its position embedding, and ends at its `pool`:
+    "token", the normalised class token (timm's and vit-med's), or "avg", the mean of the
+    normalised patch tokens."""
     create = functools.partial(import_timm().create_model, timm_name(name), in_chans=1, num_classes=0,
                                pretrained=False, **kwargs)
     model = create()
@@ -57,7 +63,10 @@ def create_backbone(name: str, *, checkpoint: str | os.PathLike | None = None, i
     if fixed is not None and getattr(model, "dynamic_img_size", True) is False:
         # A ViT: built for the run's size, and taking other sizes too (DINO's local crops), its
         # position embedding resampled on the fly.
-        model = create(img_size=image_size or tuple(fixed), dynamic_img_size=True)
+        pooling = {} if pool is None else {"global_pool": pool, "fc_norm": False}  # the final norm stays
+        model = create(img_size=image_size or tuple(fixed), dynamic_img_size=True, **pooling)
+    elif pool is not None:
+        raise ConfigError(f"pool {pool!r} chooses a vision transformer's features; {name} pools its own")
     elif image_size is not None and fixed is not None and tuple(fixed) != (image_size, image_size) \
             and not getattr(model.patch_embed, "dynamic_img_size", False):
         model = create(img_size=image_size)
@@ -90,9 +99,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_supervised(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a (supervised, RGB) checkpoint into a 1-channel, classifier-free backbone."""
+    """Load a (supervised, RGB) checkpoint into a 1-channel, classifier-free backbone; a ViT's
+    in any layout `vit_checkpoints` reads, resampled to the model's grid."""
     timm = import_timm()
     state = read_state_dict(path)
+    if is_vit(model):
+        state = timm_state_dict(state, model, str(path))
     own = model.state_dict()
     first_conv = _first_conv_weight(model)
     if first_conv in state and state[first_conv].shape[1] != own[first_conv].shape[1]:

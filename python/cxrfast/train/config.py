@@ -118,6 +118,7 @@ TASKS = ("classification", "segmentation")
 MODES = ("linear", "full", "frozen_then_full")
 SPLITS = ("auto", "official", "patient")
 SELECT_ON = ("auto", "auroc", "dice", "loss")
+POOLS = ("token", "avg")
 
 
 @dataclass
@@ -147,6 +148,7 @@ class FinetuneConfig(TrainConfig):
     frozen_epochs: int = 0  # frozen_then_full: epochs that train the classifier alone
     backbone_lr: float | None = None  # per 256 images; default: lr
     layer_decay: float | None = None  # ViTs: layer l trains at layer_decay^(L - l) of the rate (MAE)
+    pool: str | None = None  # ViTs: token (the normalised class token, vit-med) or avg (mean patch token)
     epochs: int = 30
     batch_size: int = 32
     optimizer: str = "adamw"
@@ -162,6 +164,8 @@ class FinetuneConfig(TrainConfig):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.pool is not None and self.pool not in POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(POOLS)} (or unset), not {self.pool!r}")
         if not self.data:
             raise ConfigError("data: give a prepared cache or a labelled manifest CSV")
         if not Path(self.data).exists():

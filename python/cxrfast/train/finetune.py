@@ -124,7 +124,7 @@ class Finetuning:
                                       self.findings) if c.pos_weight else None
         self.device = resolve_device(c.device)
         torch.manual_seed(c.seed)  # the same initial weights on every rank
-        backbone, self.init = initial_backbone(c.backbone, c.init, c.image_size)
+        backbone, self.init = initial_backbone(c.backbone, c.init, c.image_size, c.pool)
         options = {"multi_label": not c.single_label, "pos_weight": pos_weight}
         if c.mode == "linear":
             self.backbone = backbone

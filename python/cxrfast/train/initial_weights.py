@@ -27,10 +27,12 @@ ENCODER_FILE = "encoder.safetensors"
 RUN_CONFIG = "config.yaml"
 
 
-def initial_backbone(backbone: str, init: str, image_size: int | None = None) -> tuple[nn.Module, dict[str, str]]:
-    """(the 1-channel, classifier-free backbone for `image_size`, the record of its start) for `init`."""
+def initial_backbone(backbone: str, init: str, image_size: int | None = None,
+                     pool: str | None = None) -> tuple[nn.Module, dict[str, str]]:
+    """(the 1-channel, classifier-free backbone for `image_size`, ending at `pool` (ViTs), the
+    record of its start) for `init`."""
     if init == "random":
-        return create_backbone(backbone, image_size=image_size), {"init": "random", "backbone": backbone}
+        return create_backbone(backbone, image_size=image_size, pool=pool), {"init": "random", "backbone": backbone}
     path = Path(init)
     if path.is_dir():
         trained = _run_backbone(path)
@@ -44,7 +46,7 @@ def initial_backbone(backbone: str, init: str, image_size: int | None = None) ->
         kind = "pretraining run" if path.name == ENCODER_FILE else "state dict"
     else:
         raise ConfigError(f"init {init!r} is neither 'random' nor an existing file or pretraining run directory")
-    model = create_backbone(backbone, image_size=image_size)
+    model = create_backbone(backbone, image_size=image_size, pool=pool)
     load_supervised(model, path)
     return model, {"init": kind, "backbone": backbone, "path": str(path.resolve()), "sha256": _sha256(path)}
 
