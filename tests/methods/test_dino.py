@@ -69,7 +69,7 @@ def test_schedules_match_their_formulas():
         dino.schedule(step, total, per_epoch)
         assert dino.teacher_temp == pytest.approx(teacher_temperature(step // per_epoch, 0.04, 0.07, 30))
         expected = 1 - (1 - 0.996) * (math.cos(math.pi * (step - 1) / total) + 1) / 2
-        assert dino.momentum == pytest.approx(expected)
+        assert dino.ema.momentum == pytest.approx(expected)
 
 
 def test_a_step_is_dinos_pairwise_loss_on_crops_run_one_by_one():

@@ -90,8 +90,8 @@ def test_spark_config_errors():
         SparK(create_backbone("resnet18"), image_size=200)
     with pytest.raises(ConfigError, match="mask_ratio"):
         SparK(create_backbone("resnet18"), mask_ratio=1.0)
-    with pytest.raises(ConfigError, match="unknown method 'byol'"):
-        create_method("byol", create_backbone("resnet18"))
+    with pytest.raises(ConfigError, match="unknown method 'barlow'"):
+        create_method("barlow", create_backbone("resnet18"))
     with pytest.raises(ConfigError, match=r"method simclr: unknown options \['queue_size'\]"):
         create_method("simclr", create_backbone("resnet18"), queue_size=8)
     with pytest.raises(ConfigError, match="not divisible by SparK's patch size 32"):

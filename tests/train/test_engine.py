@@ -228,7 +228,7 @@ def test_schedule_shape():
 
 
 @pytest.mark.parametrize("change,error,message", [
-    (dict(method="byol"), ConfigError, "unknown method 'byol'"),
+    (dict(method="barlow"), ConfigError, "unknown method 'barlow'"),
     (dict(backbone="resnet51"), ConfigError, "unknown backbone 'resnet51'"),
     (dict(image_size=200), ConfigError, "not divisible by SparK's patch size 32"),
     (dict(optimizer="sgd"), ConfigError, "unknown optimizer 'sgd'"),
@@ -253,9 +253,9 @@ def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, mes
 
 def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
     with pytest.raises(SystemExit) as exit:  # argparse names the choices
-        main(["pretrain", "--method", "byol", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
-    assert exit.value.code == 2 and "invalid choice: 'byol' (choose from 'spark', 'simclr', 'moco', 'gmml', 'dino')" in \
-        capsys.readouterr().err
+        main(["pretrain", "--method", "barlow", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    choices = "'spark', 'simclr', 'moco', 'byol', 'gmml', 'dino'"
+    assert exit.value.code == 2 and f"invalid choice: 'barlow' (choose from {choices})" in capsys.readouterr().err
     # A config error is the user's to fix: a message and exit status 2, no traceback.
     assert main(["pretrain", "--data", str(phantoms), "--out", str(tmp_path / "r"), "--image-size", "200"]) == 2
     assert "not divisible by SparK's patch size 32" in capsys.readouterr().err
@@ -271,7 +271,7 @@ def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
 
 
 def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
-    for command, expected in [("pretrain", ["{spark,simclr,moco,gmml,dino}", "{torch,dali}", "(default: 'resnet50')",
+    for command, expected in [("pretrain", ["{spark,simclr,moco,byol,gmml,dino}", "{torch,dali}", "(default: 'resnet50')",
                                             "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
                               ("finetune", ["{linear,full,frozen_then_full}", "{classification,segmentation}",

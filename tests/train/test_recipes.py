@@ -22,8 +22,8 @@ from cxrfast.train.sweep import cell_config, cells, load_sweep
 
 def test_the_recipes_are_listed_and_printed(capsys):
     assert {name: r.kind for name, r in recipes().items()} == {
-        "dino": "pretrain", "gmml": "pretrain", "tayebi-arasteh": "finetune", "tayebi-arasteh-sweep": "sweep",
-        "verma-tapaswi": "sweep", "wolf": "sweep"}
+        "byol": "pretrain", "dino": "pretrain", "gmml": "pretrain", "tayebi-arasteh": "finetune",
+        "tayebi-arasteh-sweep": "sweep", "verma-tapaswi": "sweep", "wolf": "sweep"}
     assert main(["recipes"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in recipes()) and "Verma & Tapaswi" in listed
@@ -45,7 +45,7 @@ def test_a_pretraining_preset_under_flags_and_overrides(tmp_path, phantoms, caps
     assert (saved.backbone, saved.image_size, saved.method_options) == ("vit_tiny_patch16_224", 32, {"blocks": [6, 12]})
     assert (out / "encoder.safetensors").is_file()
     assert main(["pretrain", "--preset", "wolf", "--data", str(phantoms), "--out", str(tmp_path / "other")]) == 2
-    assert "no pretrain recipe 'wolf'; there are: dino, gmml" in capsys.readouterr().err
+    assert "no pretrain recipe 'wolf'; there are: byol, dino, gmml" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from cxrfast.errors import ConfigError
+from cxrfast.methods.byol import BYOL
 from cxrfast.methods.dino import DINO
 from cxrfast.methods.gmml import GMML
 from cxrfast.methods.method import Method
@@ -17,7 +18,7 @@ from cxrfast.methods.objective import Objective
 from cxrfast.methods.simclr import SimCLR
 from cxrfast.methods.spark import SparK
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo, GMML, DINO)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo, BYOL, GMML, DINO)}
 
 
 def method_class(name: str) -> type[Method]:
@@ -30,4 +31,5 @@ def create_method(name: str, backbone: nn.Module, image_size: int = 224, **optio
     return method_class(name).build(backbone, image_size, options)
 
 
-__all__ = ["DINO", "GMML", "METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "create_method", "method_class"]
+__all__ = ["BYOL", "DINO", "GMML", "METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "create_method",
+           "method_class"]

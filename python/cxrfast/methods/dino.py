@@ -2,13 +2,14 @@
 transformers or CNNs (DINO on ResNet-50 is one of the paper's settings).
 
 The student sees 2 global crops and `local_crops` small ones, each size batched through the
-backbone once; the teacher, an EMA of the student's parameters (momentum from `momentum` to 1 on
-a cosine over the run's steps), sees the global crops only and gets no gradient. Both end in
-DINO's head (`cxrfast.models.heads.DINOHead`); the loss is cxrfast's fused `DINOLoss` with its
-all-reduced centre. The teacher temperature warms up linearly over epochs, as DINO's per-epoch
-schedule: `warmup_teacher_temp` → `teacher_temp` over `warmup_teacher_temp_epochs`. DINO's code
-defaults (0.04, constant) are these options' defaults; its paper's 0.04 → 0.07 over 30 epochs is
-the `dino` recipe's. The head's last layer is frozen for the first `freeze_last_layer` epochs.
+backbone once; the teacher, an EMA of the student's parameters (`cxrfast.methods.ema`: momentum
+from `momentum` to 1 on a cosine over the run's steps; batch-norm statistics stay its own), sees
+the global crops only and gets no gradient. Both end in DINO's head
+(`cxrfast.models.heads.DINOHead`); the loss is cxrfast's fused `DINOLoss` with its all-reduced
+centre. The teacher temperature warms up linearly over epochs, as DINO's per-epoch schedule:
+`warmup_teacher_temp` → `teacher_temp` over `warmup_teacher_temp_epochs`. DINO's code defaults
+(0.04, constant) are these options' defaults; its paper's 0.04 → 0.07 over 30 epochs is the
+`dino` recipe's. The head's last layer is frozen for the first `freeze_last_layer` epochs.
 Stochastic depth (the run's `drop_path`) is the student's only: the teacher's is switched off.
 
 Crops for greyscale radiographs: brightness, contrast, gamma, blur and flips, no hue, saturation
@@ -31,9 +32,9 @@ from cxrfast.data.augment import Crops, ViewAugment
 from cxrfast.data.batch import Batch
 from cxrfast.errors import ConfigError
 from cxrfast.losses import DINOLoss
+from cxrfast.methods.ema import EMAFollower
 from cxrfast.methods.method import Method
 from cxrfast.models.heads import DINOHead
-from cxrfast.schedules import warmup_cosine
 
 GLOBAL_CROPS = 2
 _CROP_OPTIONS = ("local_crops", "local_size", "global_scale", "local_scale")
@@ -73,9 +74,8 @@ class DINO(Method):
         except ValueError as e:
             raise ConfigError(f"DINO: {e}") from e
         self.temperatures = (warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)
-        self.momentum_start, self.freeze_last_layer = momentum, freeze_last_layer
-        self.momentum, self.teacher_temp, self.epoch = momentum, warmup_teacher_temp, 0
-        self.update_teacher = False  # whether the step's forward first moves the teacher
+        self.ema, self.freeze_last_layer = EMAFollower(momentum), freeze_last_layer
+        self.teacher_temp, self.epoch = warmup_teacher_temp, 0
 
     @classmethod
     def crops(cls, image_size: int, augment: dict[str, Any], options: dict[str, Any]) -> list[Crops]:
@@ -95,10 +95,7 @@ class DINO(Method):
         return crops
 
     def schedule(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
-        # The teacher moves after each optimiser step with that step's momentum (DINO's order);
-        # here it moves at the start of the next step, before the teacher's forward.
-        self.update_teacher = step > 0
-        self.momentum = warmup_cosine(step - 1, total_steps, self.momentum_start, 1.0) if step > 0 else 0.0
+        self.ema.schedule(step, total_steps)
         self.epoch = step // steps_per_epoch
         self.teacher_temp = teacher_temperature(self.epoch, *self.temperatures)
 
@@ -107,17 +104,9 @@ class DINO(Method):
             for p in self.head.last_layer.parameters():
                 p.grad = None
 
-    @torch.no_grad()
-    def update_teacher_weights(self) -> None:
-        """θ_t ← m·θ_t + (1 − m)·θ_s, for parameters only (batch-norm statistics stay the teacher's)."""
-        for student, teacher in ((self.backbone, self.teacher_backbone), (self.head, self.teacher_head)):
-            torch._foreach_lerp_(list(teacher.parameters()), list(student.parameters()), 1.0 - self.momentum)
-
     def training_step(self, batch: Batch) -> Tensor:
         """`batch.views`: the global crops first, then the local ones."""
-        if self.update_teacher:
-            self.update_teacher_weights()
-            self.update_teacher = False
+        self.ema.follow([(self.teacher_backbone, self.backbone), (self.teacher_head, self.head)])
         global_views = torch.cat(batch.views[:GLOBAL_CROPS])
         with torch.no_grad():
             teacher = self.teacher_head(self.teacher_backbone(global_views))

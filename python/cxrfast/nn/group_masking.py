@@ -135,7 +135,7 @@ def group_corruption(images: Tensor, *, share: tuple[float, float] = (0.5, 0.75)
 
 def _fill_native(images: Tensor, mask: Tensor, donors: Tensor, noise: Tensor, length: Tensor) -> Tensor:
     b, c = images.shape[:2]
-    images = images.contiguous()
+    images = images.detach().contiguous()  # the corruption is an input: no gradient flows through it
     corrupted = torch.empty_like(images)  # every pixel is written
     _C.group_fill(corrupted.view(b, c, -1).numpy(), images.view(b, c, -1).numpy(),
                   mask.view(torch.uint8).view(b, -1).numpy(), donors.numpy(), noise.numpy(),

@@ -1,7 +1,8 @@
 """Optimisers: AdamW and Adam (torch; Adam's weight decay is the L2 term in the gradient, as
-Wolf et al.'s and vit-med's CNN runs use it), LAMB and LARS (timm's implementations, which SparK and SimCLR's
-recipes use), and gradient clipping, global or per parameter. Biases and normalisation parameters get no weight decay, and LARS does not adapt
-their rate: the usual exclusions of those papers.
+Wolf et al.'s and vit-med's CNN runs use it), LAMB and LARS (timm's implementations, which SparK
+and SimCLR's recipes use), and gradient clipping, global or per parameter. Biases and
+normalisation parameters get no weight decay, and LARS does not adapt their rate: the usual
+exclusions of those papers.
 
 An objective hands the optimiser its parameters in groups (`Objective.parameter_groups`), each
 with an `lr_factor`: the loop sets each group's learning rate to the schedule's times that
