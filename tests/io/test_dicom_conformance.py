@@ -131,3 +131,13 @@ def test_header_matches_pydicom(name):
     else:
         assert info.window is None
 
+    geometry = info.geometry  # where the file places the slice (an explicit UN of a DS included)
+    for keyword, ours in (("ImagePositionPatient", geometry and geometry.position),
+                          ("ImageOrientationPatient", geometry and geometry.orientation),
+                          ("PixelSpacing", geometry and geometry.pixel_spacing)):
+        if keyword in ds and ds[keyword].value not in (None, ""):
+            assert ours == pytest.approx(tuple(float(v) for v in ds[keyword].value)), keyword
+        else:
+            assert ours is None, keyword
+    if "InstanceNumber" in ds and ds.InstanceNumber not in (None, ""):
+        assert geometry.instance_number == int(ds.InstanceNumber)

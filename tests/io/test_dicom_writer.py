@@ -265,7 +265,7 @@ def test_same_arguments_write_the_same_bytes_and_uids_follow_the_seed(tmp_path):
     (np.zeros((4, 4), np.uint16), {"transfer_syntax": "jpeg"}, "unknown transfer syntax"),
     (np.zeros((4, 4), np.uint16), {"photometric_interpretation": "RGB"}, "photometric_interpretation"),
     (np.zeros((4, 4), np.uint16), {"pixel_representation": 2}, "pixel_representation"),
-    (np.zeros((4, 4), np.uint16), {"modality": "CT"}, "modality"),
+    (np.zeros((4, 4), np.uint16), {"modality": "MR"}, "modality"),
     (np.zeros((4, 4), np.uint16), {"view_position": "LL"}, "view_position"),
     (np.zeros((4, 4), np.uint16), {"window": (100, 0.5)}, "Window Width"),
     (np.zeros((4, 4), np.uint16), {"window": (100, 0), "voi_lut_function": "SIGMOID"}, "Window Width"),

@@ -57,6 +57,19 @@ class Padding:
 
 
 @dataclass(frozen=True)
+class SliceGeometry:
+    """Where a cross-sectional image lies (PS3.3 C.7.6.2), in the patient's coordinates (mm); each
+    field None where the file does not say."""
+
+    position: tuple[float, float, float] | None  # Image Position (Patient): the first pixel's centre
+    orientation: tuple[float, ...] | None  # Image Orientation (Patient): row then column direction cosines
+    instance_number: int | None
+    pixel_spacing: tuple[float, float] | None  # between rows, then between columns
+    slice_thickness: float | None
+    gantry_tilt: float | None  # Gantry/Detector Tilt, degrees
+
+
+@dataclass(frozen=True)
 class DicomInfo:
     rows: int
     columns: int
@@ -82,6 +95,7 @@ class DicomInfo:
     study_instance_uid: str | None
     series_instance_uid: str | None
     sop_instance_uid: str | None
+    geometry: SliceGeometry | None = None  # for CT and other cross-sections; None when no field is present
 
     @property
     def is_signed(self) -> bool:
@@ -138,6 +152,8 @@ class ParsedFile:
         if found is None or not found[1]:
             return None
         vr, data = found
+        if vr == "UN" and VR.get(TAG[keyword]) in ("DS", "IS"):  # an explicit UN of a decimal string (PS3.5 6.2.2)
+            vr = VR[TAG[keyword]]
         if vr in ("DS", "IS"):
             try:
                 return np.array([float(s) for s in self.strings(keyword, seq, item) if s], dtype=np.float64)
@@ -221,7 +237,24 @@ class ParsedFile:
             modality=self.string("Modality"), view_position=self.string("ViewPosition"),
             patient_id=self.string("PatientID"), study_instance_uid=self.string("StudyInstanceUID"),
             series_instance_uid=self.string("SeriesInstanceUID"), sop_instance_uid=self.string("SOPInstanceUID"),
+            geometry=self.geometry(),
         )
+
+    def geometry(self) -> SliceGeometry | None:
+        def vector(keyword: str, size: int) -> tuple[float, ...] | None:
+            values = self.numbers(keyword)
+            if values is None:
+                return None
+            if values.size != size or not np.isfinite(values).all():
+                raise self.fail(f"{keyword} holds {values.tolist()}, not {size} finite numbers")
+            return tuple(float(v) for v in values)
+
+        thickness, tilt = self.numbers("SliceThickness"), self.numbers("GantryDetectorTilt")
+        geometry = SliceGeometry(vector("ImagePositionPatient", 3), vector("ImageOrientationPatient", 6),
+                                 self.integer("InstanceNumber"), vector("PixelSpacing", 2),
+                                 float(thickness[0]) if thickness is not None and thickness.size else None,
+                                 float(tilt[0]) if tilt is not None and tilt.size else None)
+        return None if all(v is None for v in geometry.__dict__.values()) else geometry
 
     def _check_dimensions(self, rows, columns, frames, samples, bits_allocated, bits_stored, representation):
         if rows <= 0 or columns <= 0:

@@ -24,6 +24,7 @@ HTJ2KLossless = "1.2.840.10008.1.2.4.201"
 HTJ2KLosslessRPCL = "1.2.840.10008.1.2.4.202"
 HTJ2K = "1.2.840.10008.1.2.4.203"
 
-# SOP classes of the radiographs the writer produces.
+# SOP classes of the images the writer produces.
 ComputedRadiographyImageStorage = "1.2.840.10008.5.1.4.1.1.1"
+CTImageStorage = "1.2.840.10008.5.1.4.1.1.2"
 DigitalXRayImageStorageForPresentation = "1.2.840.10008.5.1.4.1.1.1.1"

@@ -1,4 +1,5 @@
-"""Write radiographs as DICOM Part 10 files, in any transfer syntax pydicom 3 can produce.
+"""Write radiographs and CT slices as DICOM Part 10 files, in any transfer syntax pydicom 3 can
+produce.
 
 This is the fixture writer for the readers' tests: it can write the same stored values
 native, deflated, or encapsulated (empty, basic or extended offset table; one or several
@@ -22,6 +23,7 @@ from cxrfast.io.dicom_uids import (
     HTJ2KLossless,
     JPEG2000,
     ComputedRadiographyImageStorage,
+    CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     DigitalXRayImageStorageForPresentation,
     EncapsulatedUncompressedExplicitVRLittleEndian,
@@ -52,7 +54,8 @@ LOSSY_TRANSFER_SYNTAXES = frozenset({JPEGLSNearLossless, JPEG2000})
 # PS3.5 A.4.2 and A.4.11: these put each frame in exactly one fragment.
 SINGLE_FRAGMENT_SYNTAXES = frozenset({RLELossless, EncapsulatedUncompressedExplicitVRLittleEndian})
 
-SOP_CLASSES = {"DX": DigitalXRayImageStorageForPresentation, "CR": ComputedRadiographyImageStorage}
+SOP_CLASSES = {"DX": DigitalXRayImageStorageForPresentation, "CR": ComputedRadiographyImageStorage,
+               "CT": CTImageStorage}
 PHOTOMETRIC_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2")
 VOI_LUT_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 PRESENTATION_LUT_SHAPES = ("IDENTITY", "INVERSE")
@@ -197,6 +200,12 @@ def write_dicom(
     fragments_per_frame: int = 1,
     near_lossless_error: int = 2,
     compression_ratio: float = 10.0,
+    image_position: tuple[float, float, float] | None = None,
+    image_orientation: tuple[float, ...] | None = None,
+    instance_number: int = 1,
+    slice_thickness: float | None = None,
+    gantry_tilt: float | None = None,
+    frame_of_reference_uid: str | None = None,
 ) -> Path:
     """Write stored values `pixels` as a DX or CR image and return the path.
 
@@ -216,6 +225,10 @@ def write_dicom(
     frame offsets, or "extended" for an Extended Offset Table with an empty Basic one)
     and `fragments_per_frame`. `near_lossless_error` is the JPEG-LS NEAR parameter of
     "jpeg_ls_near"; `compression_ratio` is the target of "jpeg2000_lossy".
+
+    A CT slice (`modality="CT"`) has no View Position; it takes Image Position and Orientation
+    (Patient), Instance Number, Slice Thickness and Gantry/Detector Tilt, each written when
+    given, and `pixel_spacing` as Pixel Spacing rather than a radiograph's Imager Pixel Spacing.
     """
     uid = resolve_transfer_syntax(transfer_syntax)
     if not is_encodable(uid):
@@ -223,7 +236,11 @@ def write_dicom(
     _check_choice("photometric_interpretation", photometric_interpretation, PHOTOMETRIC_INTERPRETATIONS)
     _check_choice("pixel_representation", pixel_representation, (0, 1))
     _check_choice("modality", modality, tuple(SOP_CLASSES))
-    _check_choice("view_position", view_position, FRONTAL_VIEWS)
+    if modality != "CT":
+        _check_choice("view_position", view_position, FRONTAL_VIEWS)
+    if image_position is not None and len(image_position) != 3 or image_orientation is not None and len(
+            image_orientation) != 6:
+        raise ValueError("image_position takes 3 numbers and image_orientation 6")
     _check_choice("offset_table", offset_table, OFFSET_TABLES)
     if presentation_lut_shape is not None:
         _check_choice("presentation_lut_shape", presentation_lut_shape, PRESENTATION_LUT_SHAPES)
@@ -272,7 +289,7 @@ def write_dicom(
     ds.file_meta.TransferSyntaxUID = uid
     ds.SOPClassUID = SOP_CLASSES[modality]
     ds.SOPInstanceUID = instance_uid
-    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"] if modality == "CT" else ["DERIVED", "PRIMARY"]
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240101"
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
     ds.AccessionNumber = ""
@@ -284,18 +301,29 @@ def write_dicom(
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = view_position
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
     ds.StudyID = "1"
     ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.PatientOrientation = ["L", "F"]
+    ds.InstanceNumber = instance_number
+    if modality == "CT":
+        ds.FrameOfReferenceUID = frame_of_reference_uid or generate_uid(entropy_srcs=[series_uid, "frame"])
+        ds.KVP = "120"
+        for keyword, value in (("ImagePositionPatient", image_position), ("ImageOrientationPatient", image_orientation),
+                               ("SliceThickness", slice_thickness), ("GantryDetectorTilt", gantry_tilt)):
+            if value is not None:
+                setattr(ds, keyword, [DSfloat(v, auto_format=True) for v in value] if isinstance(value, (tuple, list))
+                        else DSfloat(value, auto_format=True))
+    else:
+        ds.ViewPosition = view_position
+        ds.PatientOrientation = ["L", "F"]
     if modality == "DX":
         ds.PresentationIntentType = "FOR PRESENTATION"
         ds.PixelIntensityRelationship = "LOG"
         ds.PixelIntensityRelationshipSign = intensity_sign
-    if pixel_spacing is not None:
+    if pixel_spacing is not None and modality == "CT":
+        ds.PixelSpacing = list(pixel_spacing)
+    elif pixel_spacing is not None:
         ds.ImagerPixelSpacing = list(pixel_spacing)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric_interpretation
