@@ -34,8 +34,12 @@ TINY = {"spark": ["method_options.decoder_width=32"],
         "dino": ["method_options.out_dim=64", "method_options.hidden_dim=32", "method_options.bottleneck_dim=16",
                  "method_options.local_crops=2", "method_options.local_size=32", "method_options.teacher_temp=0.07",
                  "method_options.warmup_teacher_temp_epochs=2", "optimizer=adamw", "clip_grad=3.0",
-                 "clip_grad_mode=per_parameter"]}
-ENCODER = {"spark": "encoder.backbone", "moco": "backbone", "dino": "teacher_backbone"}  # what each exports
+                 "clip_grad_mode=per_parameter"],
+        "swav": ["method_options.prototypes=16", "method_options.hidden_dim=32", "method_options.feature_dim=8",
+                 "method_options.local_crops=2", "method_options.local_size=32", "method_options.queue_length=8",
+                 "method_options.epoch_queue_starts=1", "method_options.freeze_prototypes_steps=3", "optimizer=lars"]}
+ENCODER = {"spark": "encoder.backbone", "moco": "backbone", "dino": "teacher_backbone",  # what each exports
+           "swav": "backbone"}
 
 
 def _arguments(method: str, data: Path, out: Path) -> list[str]:
@@ -50,7 +54,7 @@ def _metrics(run: Path) -> dict[int, str]:
         return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("method", ["spark", "moco", "dino"])
+@pytest.mark.parametrize("method", ["spark", "moco", "dino", "swav"])
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, method, one_thread):
     whole = tmp_path / "whole"
     assert main(["pretrain", *_arguments(method, phantoms, whole), "--quiet"]) == 0
@@ -70,7 +74,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, 
     assert main(["pretrain", *_arguments(method, phantoms, killed), "--resume", "--quiet"]) == 0
     final = torch.load(checkpoints(whole)[-1], weights_only=False)["model"]
     for name, value in torch.load(checkpoints(killed)[-1], weights_only=False)["model"].items():
-        assert torch.equal(value, final[name]), name  # MoCo's queue, the EMA encoders, DINO's centre included
+        assert torch.equal(value, final[name]), name  # the queues of MoCo and SwAV, the EMA encoders, DINO's centre included
     assert _metrics(killed) == _metrics(whole)  # every step's loss, those after the resume too
     # TensorBoard holds the same losses, once per step: the killed run's extra events were purged.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -254,7 +258,7 @@ def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, mes
 def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
     with pytest.raises(SystemExit) as exit:  # argparse names the choices
         main(["pretrain", "--method", "barlow", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
-    choices = "'spark', 'simclr', 'moco', 'byol', 'gmml', 'dino'"
+    choices = "'spark', 'simclr', 'moco', 'byol', 'swav', 'gmml', 'dino'"
     assert exit.value.code == 2 and f"invalid choice: 'barlow' (choose from {choices})" in capsys.readouterr().err
     # A config error is the user's to fix: a message and exit status 2, no traceback.
     assert main(["pretrain", "--data", str(phantoms), "--out", str(tmp_path / "r"), "--image-size", "200"]) == 2
@@ -271,7 +275,7 @@ def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
 
 
 def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
-    for command, expected in [("pretrain", ["{spark,simclr,moco,byol,gmml,dino}", "{torch,dali}", "(default: 'resnet50')",
+    for command, expected in [("pretrain", ["{spark,simclr,moco,byol,swav,gmml,dino}", "{torch,dali}", "(default: 'resnet50')",
                                             "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
                               ("finetune", ["{linear,full,frozen_then_full}", "{classification,segmentation}",

@@ -22,7 +22,7 @@ from cxrfast.train.sweep import cell_config, cells, load_sweep
 
 def test_the_recipes_are_listed_and_printed(capsys):
     assert {name: r.kind for name, r in recipes().items()} == {
-        "byol": "pretrain", "dino": "pretrain", "gmml": "pretrain", "tayebi-arasteh": "finetune",
+        "byol": "pretrain", "dino": "pretrain", "gmml": "pretrain", "swav": "pretrain", "tayebi-arasteh": "finetune",
         "tayebi-arasteh-sweep": "sweep", "verma-tapaswi": "sweep", "wolf": "sweep"}
     assert main(["recipes"]) == 0
     listed = capsys.readouterr().out
@@ -45,7 +45,7 @@ def test_a_pretraining_preset_under_flags_and_overrides(tmp_path, phantoms, caps
     assert (saved.backbone, saved.image_size, saved.method_options) == ("vit_tiny_patch16_224", 32, {"blocks": [6, 12]})
     assert (out / "encoder.safetensors").is_file()
     assert main(["pretrain", "--preset", "wolf", "--data", str(phantoms), "--out", str(tmp_path / "other")]) == 2
-    assert "no pretrain recipe 'wolf'; there are: byol, dino, gmml" in capsys.readouterr().err
+    assert "no pretrain recipe 'wolf'; there are: byol, dino, gmml, swav" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -80,6 +80,7 @@ def test_each_sweep_recipe_gives_valid_cells(name, paths):
                     "adam", pytest.approx(1e-4), 64, 70, "frozen_then_full", 10, "constant")
         assert config.label_fractions[0] == 1.0 and config.arms["spark"]["pretrain"]["method_options"] == {
             "mask_ratio": 0.6}
+        assert sorted(config.arms) == ["byol", "moco", "random", "spark", "swav"]
     else:
         assert config.baseline == "imagenet" and config.arms["imagenet_moco"]["pretrain"]["init_checkpoint"] == str(
             paths / "imagenet.safetensors")

@@ -17,8 +17,9 @@ from cxrfast.methods.moco import MoCo
 from cxrfast.methods.objective import Objective
 from cxrfast.methods.simclr import SimCLR
 from cxrfast.methods.spark import SparK
+from cxrfast.methods.swav import SwAV
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo, BYOL, GMML, DINO)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo, BYOL, SwAV, GMML, DINO)}
 
 
 def method_class(name: str) -> type[Method]:
@@ -31,5 +32,5 @@ def create_method(name: str, backbone: nn.Module, image_size: int = 224, **optio
     return method_class(name).build(backbone, image_size, options)
 
 
-__all__ = ["BYOL", "DINO", "GMML", "METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "create_method",
+__all__ = ["BYOL", "DINO", "GMML", "METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "SwAV", "create_method",
            "method_class"]

@@ -22,22 +22,16 @@ size has one augmentation, so the blur probability is 0.5 for all crops rather t
 from __future__ import annotations
 
 import copy
-import inspect
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cxrfast.data.augment import Crops, ViewAugment
 from cxrfast.data.batch import Batch
 from cxrfast.errors import ConfigError
 from cxrfast.losses import DINOLoss
 from cxrfast.methods.ema import EMAFollower
-from cxrfast.methods.method import Method
+from cxrfast.methods.multicrop import GLOBAL_CROPS, MultiCropMethod
 from cxrfast.models.heads import DINOHead
-
-GLOBAL_CROPS = 2
-_CROP_OPTIONS = ("local_crops", "local_size", "global_scale", "local_scale")
 
 
 def teacher_temperature(epoch: int, start: float, end: float, warmup_epochs: int) -> float:
@@ -47,9 +41,8 @@ def teacher_temperature(epoch: int, start: float, end: float, warmup_epochs: int
     return start + (end - start) * epoch / max(1, warmup_epochs - 1)
 
 
-class DINO(Method):
+class DINO(MultiCropMethod):
     name = "dino"
-    views = GLOBAL_CROPS
     augment_defaults = dict(hflip=0.5, rotation=0.0, brightness=0.4, contrast=0.4, gamma=0.2, blur=0.5)
 
     def __init__(self, backbone: nn.Module, *, out_dim: int = 65536, hidden_dim: int = 2048,
@@ -77,23 +70,6 @@ class DINO(Method):
         self.ema, self.freeze_last_layer = EMAFollower(momentum), freeze_last_layer
         self.teacher_temp, self.epoch = warmup_teacher_temp, 0
 
-    @classmethod
-    def crops(cls, image_size: int, augment: dict[str, Any], options: dict[str, Any]) -> list[Crops]:
-        """2 global crops at `image_size`, scale `global_scale`, and `local_crops` at `local_size`,
-        scale `local_scale`; the user's `augment` applies to both sizes."""
-        defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-                    if name in _CROP_OPTIONS}
-        o = {**defaults, **{k: v for k, v in options.items() if k in _CROP_OPTIONS}}
-        try:
-            shared = {**cls.augment_defaults, **augment}
-            crops = [Crops(ViewAugment(size=image_size, **{"scale": tuple(o["global_scale"]), **shared}), GLOBAL_CROPS)]
-            if o["local_crops"]:
-                crops.append(Crops(ViewAugment(size=o["local_size"], **{**shared, "scale": tuple(o["local_scale"])}),
-                                   o["local_crops"]))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"augment: {e}") from e
-        return crops
-
     def schedule(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
         self.ema.schedule(step, total_steps)
         self.epoch = step // steps_per_epoch
@@ -107,13 +83,9 @@ class DINO(Method):
     def training_step(self, batch: Batch) -> Tensor:
         """`batch.views`: the global crops first, then the local ones."""
         self.ema.follow([(self.teacher_backbone, self.backbone), (self.teacher_head, self.head)])
-        global_views = torch.cat(batch.views[:GLOBAL_CROPS])
         with torch.no_grad():
-            teacher = self.teacher_head(self.teacher_backbone(global_views))
-        features = [self.backbone(global_views)]
-        if len(batch.views) > GLOBAL_CROPS:
-            features.append(self.backbone(torch.cat(batch.views[GLOBAL_CROPS:])))
-        student = self.head(torch.cat(features))
+            teacher = self.teacher_head(self.teacher_backbone(torch.cat(batch.views[:GLOBAL_CROPS])))
+        student = self.head(self.crop_features(self.backbone, batch))
         return self.loss(student, teacher, teacher_temp=self.teacher_temp)
 
     def backbone_copy(self) -> nn.Module:
