@@ -54,13 +54,23 @@ def _manifest(args) -> int:
         from cxrfast.data.jsrt import write_jsrt_manifest
 
         manifest = write_jsrt_manifest(args.images, args.scr, args.out, test_fold=args.test_fold)
-    else:
+    elif args.dataset == "montgomery":
         from cxrfast.data.montgomery import write_montgomery_manifest
 
         manifest = write_montgomery_manifest(args.root, args.out)
+    else:
+        from cxrfast.data import ct_datasets
+
+        if args.dataset == "covid-ct":
+            manifest = ct_datasets.write_covid_ct_manifest(args.root, args.out)
+        elif args.dataset == "split-folders":
+            manifest = ct_datasets.write_split_folders_manifest(args.root, args.out)
+        else:
+            manifest = ct_datasets.write_medmnist_manifest(args.npz, args.out, args.classes)
     with open(manifest, encoding="utf-8") as f:
         rows = sum(1 for _ in f) - 1
-    Console().print(f"{rows} images with their masks: {manifest}")
+    what = "with their masks" if args.dataset in ("jsrt", "montgomery") else "with their labels and splits"
+    Console().print(f"{rows} images {what}: {manifest}")
     return 0
 
 
@@ -306,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--masks", default=None, metavar="COLUMN",
                          help="cache the segmentation masks this manifest column names (e.g. lung_mask) with the images")
     prepare.set_defaults(run=_prepare)
-    manifest = command("manifest", help="write the segmentation manifest of a public lung-mask set")
+    manifest = command("manifest", help="write the manifest of a public lung-mask set or CT slice set")
     sets = manifest.add_subparsers(dest="dataset", required=True)
     jsrt = sets.add_parser("jsrt", help="JSRT's .IMG films with SCR's masks",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -318,6 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     montgomery.add_argument("root", help="the MontgomerySet folder")
     montgomery.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/montgomery.csv")
+    covid = sets.add_parser("covid-ct", help="COVID-CT's CT_COVID/ and CT_NonCOVID/ slices with their split lists",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    covid.add_argument("root", help="the folder holding the class folders and the Data-split lists")
+    covid.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/covid_ct.csv")
+    folders = sets.add_parser("split-folders", help="ROOT/<train|val|test>/<class>/ images",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    folders.add_argument("root", help="the folder holding train/, val/ and test/")
+    folders.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/manifest.csv")
+    medmnist = sets.add_parser("medmnist", help="a MedMNIST .npz, written out as PNGs",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    medmnist.add_argument("npz", help="the .npz file (e.g. organsmnist.npz)")
+    medmnist.add_argument("--out", required=True, help="the folder for the PNGs and the manifest")
+    medmnist.add_argument("--classes", nargs="+", default=None, help="the class names; None: class_0, class_1, ...")
     manifest.set_defaults(run=_manifest)
     evaluate = command("evaluate", help="per-finding AUROC with DeLong and bootstrap CIs, AP, operating points")
     evaluate.add_argument("source", metavar="RUN", help="a cxrfast finetune run folder, or a predictions.csv")
