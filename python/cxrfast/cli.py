@@ -41,11 +41,19 @@ def _phantoms(args) -> int:
 def _prepare(args) -> int:
     from cxrfast.data.prepare import prepare_cache
 
-    report = prepare_cache(args.src, args.out, size=args.size, workers=args.workers, masks=args.masks)
+    ct = None
+    if args.ct is not None:
+        from cxrfast.data.ct_display import CTDisplay
+        from cxrfast.data.ct_slices import CTSlices
+
+        ct = CTSlices(CTDisplay.parse(args.ct), args.slice_step, args.min_body_share)
+    report = prepare_cache(args.src, args.out, size=args.size, workers=args.workers, masks=args.masks, ct=ct)
     console = Console()
     console.print(f"{report.images} images cached in {report.root} ({report.read} read this run)")
     if report.errors:
         console.print(f"[yellow]{report.errors} images could not be read: {report.root / 'errors.csv'}[/yellow]")
+    if report.skipped:
+        console.print(f"{report.skipped} CT slices left out by the sampling: {report.root / 'skipped.csv'}")
     return 0
 
 
@@ -315,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--workers", type=int, default=None, help="reading processes; None: one per core")
     prepare.add_argument("--masks", default=None, metavar="COLUMN",
                          help="cache the segmentation masks this manifest column names (e.g. lung_mask) with the images")
+    prepare.add_argument("--ct", default=None, metavar="DISPLAY",
+                         help="the files are CT slices: order them by series and show them through this window "
+                              "(lung, mediastinum, soft_tissue, bone, brain, liver) or min_max (Wolf et al.'s)")
+    prepare.add_argument("--slice-step", type=int, default=1, help="with --ct: keep every k-th slice of each series")
+    prepare.add_argument("--min-body-share", type=float, default=0.0,
+                         help="with --ct: skip slices whose body (above -500 HU) covers less of the image")
     prepare.set_defaults(run=_prepare)
     manifest = command("manifest", help="write the manifest of a public lung-mask set or CT slice set")
     sets = manifest.add_subparsers(dest="dataset", required=True)

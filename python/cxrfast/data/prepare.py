@@ -13,6 +13,10 @@ reads it), each mask is read with its image, checked to fit the image's size (it
 fraction of it, scaled up), shrunk as the image is (area mean, cut at ½) and stored beside it as
 uint8 0/1; an image whose mask is missing or does not fit is recorded as an error like an
 unreadable one.
+
+With `ct` (`cxrfast.data.ct_slices.CTSlices`), the DICOM files are CT slices: ordered by series
+along the slice normal, sampled, windowed by the display policy, which the cache's settings
+record; slices left out are listed in `skipped.csv` with the reason.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from rich.progress import Progress
 
 from cxrfast.atomic import atomic_path, write_text_atomically
 from cxrfast.data.area_resize import shorter_side_shape, shrink
+from cxrfast.data.ct_slices import CTSlices, load_slice, plan_slices
 from cxrfast.data.loader import one_native_thread
 from cxrfast.data.masks import SEPARATOR, fit_mask, read_mask
-from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE,
-                                         MASK_DTYPE, PIXEL_DTYPE, PIXEL_SCALE, SETTINGS_FILE, mask_path, shard_paths)
+from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE, MASK_DTYPE,
+                                         PIXEL_DTYPE, PIXEL_SCALE, SETTINGS_FILE, SKIPPED_FILE, mask_path, shard_paths)
 from cxrfast.data.sources import Source, find_sources, load_image
 from cxrfast.errors import DataError
 
@@ -48,14 +53,21 @@ class PrepareReport:
     images: int  # cached, this run and earlier ones
     errors: int  # unreadable, listed in errors.csv
     read: int  # images (and failures) this run read; the rest came from earlier runs
+    skipped: int = 0  # CT slices left out by the sampling, listed in skipped.csv
 
 
-def _load(item: tuple[Path, list[Path] | None], size: int) -> tuple:
-    """In a worker: ("ok", uint16 pixels, metadata, source shape, uint8 mask or None) or ("error", reason)."""
+def _load(item: tuple[Path, list[Path] | None], size: int, ct: CTSlices | None) -> tuple:
+    """In a worker: ("ok", uint16 pixels, metadata, source shape, uint8 mask or None), ("error",
+    reason) or ("skipped", reason)."""
     path, mask_files = item
     try:
-        image = load_image(path)
-        pixels = image.pixels
+        if ct is None:
+            image = load_image(path)
+            pixels, metadata = image.pixels, image.metadata
+        else:
+            pixels, body, metadata = load_slice(path, ct)
+            if body < ct.min_body_share:
+                return "skipped", f"body covers {body:.3f} of the slice, under min_body_share {ct.min_body_share}"
         shape = shorter_side_shape(*pixels.shape, size)
         shrunk = shrink(pixels, shape)
         stored = np.rint(np.clip(shrunk, 0.0, 1.0) * PIXEL_SCALE).astype(PIXEL_DTYPE)
@@ -64,28 +76,39 @@ def _load(item: tuple[Path, list[Path] | None], size: int) -> tuple:
             inside = fit_mask(read_mask(mask_files), pixels.shape, f"mask {SEPARATOR.join(map(str, mask_files))}",
                               str(path))
             mask = (shrink(inside.astype(np.float32), shape) >= 0.5).astype(MASK_DTYPE)
-        return "ok", stored, image.metadata, pixels.shape, mask
+        return "ok", stored, metadata, pixels.shape, mask
     except Exception as e:  # noqa: BLE001 — any failure of one file is that file's error, not the run's
         return "error", f"{type(e).__name__}: {e}"
 
 
 def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int = 512, workers: int | None = None,
-                  shard_images: int = SHARD_IMAGES, masks: str | None = None, progress: bool = True) -> PrepareReport:
+                  shard_images: int = SHARD_IMAGES, masks: str | None = None, ct: CTSlices | None = None,
+                  progress: bool = True) -> PrepareReport:
     """Prepare (or finish preparing) the cache of the images under `src` (a folder or a manifest
     CSV) in `out`, shorter sides shrunk to `size`, with the masks the manifest's column `masks`
-    names. `workers`: reading processes (default: the cores; 0 reads in this process)."""
+    names, or as CT slices with `ct`. `workers`: reading processes (default: the cores; 0 reads
+    in this process)."""
     if size < 1 or shard_images < 1:
         raise ValueError("size and shard_images must be positive")
+    if ct is not None and masks:
+        raise DataError(f"{src}: masks are cached with radiographs, not with CT slices")
     sources = find_sources(src)
     mask_files = _mask_files(Path(src), sources, masks)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    _claim(root, {"format": FORMAT_VERSION, "size": size, **({"masks": masks} if masks else {})})
+    _claim(root, {"format": FORMAT_VERSION, "size": size, **({"masks": masks} if masks else {}),
+                  **({"ct": ct.settings()} if ct else {})})
+    planned = {"skipped": {}, "errors": {}}
+    if ct is not None:
+        with Progress(disable=not progress) as bar:
+            task = bar.add_task("CT headers: series and slice order", total=len(sources))
+            plan = plan_slices(sources, ct, lambda: bar.advance(task))
+        sources, planned = plan.kept, {"skipped": plan.skipped, "errors": plan.errors}
     shards = _complete_shards(root)
-    done = {item["name"] for index in shards.values() for item in index["images"]}
+    done = {item["name"] for index in shards.values() for item in index["images"] + index.get("skipped", [])}
     todo = [s for s in sources if s.name not in done]
     workers = (os.cpu_count() or 1) if workers is None else workers
-    load = partial(_load, size=size)
+    load = partial(_load, size=size, ct=ct)
     with Progress(disable=not progress) as bar, _Workers(workers, len(todo)) as pool:
         task = bar.add_task(f"prepare → {root}", total=len(sources), completed=len(sources) - len(todo))
         mapper = pool.imap if pool is not None else map
@@ -94,8 +117,8 @@ def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int =
             shard = max(shards, default=-1) + 1
             results = mapper(load, [(s.path, mask_files.get(s.name)) for s in chunk])
             shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task), bool(masks))
-    images, errors = _write_manifest(root, sources, shards)
-    return PrepareReport(root, images, errors, len(todo))
+    images, errors, skipped = _write_manifest(root, sources, shards, **planned)
+    return PrepareReport(root, images, errors, len(todo), skipped)
 
 
 def _mask_files(src: Path, sources: list[Source], column: str | None) -> dict[str, list[Path]]:
@@ -156,15 +179,16 @@ class _Workers:
 
 def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance, masked: bool) -> dict:
     data_path, index_path = shard_paths(root, shard)
-    index = {"images": [], "errors": []}
+    index = {"images": [], "errors": [], "skipped": []}
     offset = 0
     with contextlib.ExitStack() as files:
         f = files.enter_context(open(files.enter_context(atomic_path(data_path)), "wb"))
         mask_file = files.enter_context(open(files.enter_context(atomic_path(mask_path(root, shard))), "wb")) \
             if masked else None
         for source, result in zip(chunk, results):
-            if result[0] == "error":
-                index["errors"].append({"name": source.name, "reason": result[1]})
+            if result[0] in ("error", "skipped"):
+                index[{"error": "errors", "skipped": "skipped"}[result[0]]].append(
+                    {"name": source.name, "reason": result[1]})
             else:
                 _, pixels, metadata, source_shape, mask = result
                 f.write(pixels.tobytes())
@@ -179,24 +203,31 @@ def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance, 
     return index
 
 
-def _write_manifest(root: Path, sources: list[Source], shards: dict[int, dict]) -> tuple[int, int]:
-    """manifest.csv and errors.csv over the current sources, in their order."""
-    found, failed = {}, {}
+def _write_manifest(root: Path, sources: list[Source], shards: dict[int, dict], skipped: dict[str, str],
+                    errors: dict[str, str]) -> tuple[int, int, int]:
+    """manifest.csv, errors.csv and skipped.csv over the current sources, in their order, with
+    the files that were never to be read (`errors`, `skipped`: name -> reason) first."""
+    found, failed, left_out = {}, {}, dict(skipped)
     for shard, index in shards.items():
         for item in index["images"]:
             found[item["name"]] = {"shard": shard, **item}
         for item in index["errors"]:
             failed[item["name"]] = item["reason"]
+        for item in index.get("skipped", []):
+            left_out[item["name"]] = item["reason"]
     rows = [{**found[s.name], **s.columns} for s in sources if s.name in found]
     extra = list(dict.fromkeys(k for row in rows for k in row if k not in LOCATION))
     manifest = io.StringIO()
     writer = csv.DictWriter(manifest, fieldnames=[*LOCATION, *extra], restval="")
     writer.writeheader()
     writer.writerows(rows)
-    errors = io.StringIO()
-    error_writer = csv.writer(errors)
-    error_writer.writerow(["name", "reason"])
-    error_writer.writerows((s.name, failed[s.name]) for s in sources if s.name in failed and s.name not in found)
-    write_text_atomically(root / ERRORS_FILE, errors.getvalue())
+    unread = {**errors, **{s.name: failed[s.name] for s in sources if s.name in failed and s.name not in found}}
+    kept_out = {s.name: left_out[s.name] for s in sources if s.name in left_out and s.name not in found}
+    for path, listed in ((ERRORS_FILE, unread), (SKIPPED_FILE, {**skipped, **kept_out})):
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["name", "reason"])
+        writer.writerows(listed.items())
+        write_text_atomically(root / path, text.getvalue())
     write_text_atomically(root / MANIFEST_FILE, manifest.getvalue())
-    return len(rows), sum(1 for s in sources if s.name in failed and s.name not in found)
+    return len(rows), len(unread), len(skipped) + len(kept_out)

@@ -12,7 +12,8 @@ Layout of a cache folder:
 - `manifest.csv`: every cached image in source order with its shard, offset, shape, header
   metadata and the columns of the source manifest (labels); written last, so a cache without
   one is unfinished;
-- `errors.csv`: every unreadable image and why.
+- `errors.csv`: every unreadable image and why;
+- `skipped.csv`: every CT slice the sampling left out and why (empty for radiographs).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch.utils.data import Dataset
 from cxrfast.errors import DataError
 
 FORMAT_VERSION = 1
-SETTINGS_FILE, MANIFEST_FILE, ERRORS_FILE = "cache.json", "manifest.csv", "errors.csv"
+SETTINGS_FILE, MANIFEST_FILE, ERRORS_FILE, SKIPPED_FILE = "cache.json", "manifest.csv", "errors.csv", "skipped.csv"
 PIXEL_DTYPE, MASK_DTYPE = np.uint16, np.uint8
 PIXEL_SCALE = 65535.0
 # Columns of the manifest that locate an image; the rest are metadata and labels.

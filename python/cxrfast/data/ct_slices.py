@@ -1,0 +1,118 @@
+"""CT series as `prepare` caches them: which slices, in what order, and how each becomes pixels.
+
+Every DICOM file's header is read first; the files are grouped by Series Instance UID and each
+series put in order along its slice normal (`cxrfast.io.dicom_series`). A series that cannot be
+ordered makes each of its files an error with the reason; a file whose header cannot be read
+is an error of its own. Of each ordered series, every `slice_step`-th slice is kept (from the
+first), so a 500-slice scan does not outweigh a 50-slice one `slice_step`-fold; a kept slice whose
+body covers less than `min_body_share` of the image (pixels above BODY_HU, the padding counted as
+outside) is skipped when it is read. Skipped slices are listed with the reason, never dropped
+silently. Each cached slice carries its series, index in the series, position along the normal
+and the series' spacing into the cache manifest.
+
+The display policy (`cxrfast.data.ct_display`) turns a slice's Hounsfield units into what the
+cache stores. The cache holds one channel of display values, so the policies here are a single
+window or `min_max`; `hu` and several windows as channels need a cache of their own (next).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from cxrfast.data.ct_display import CTDisplay
+from cxrfast.data.sources import Source
+from cxrfast.errors import ConfigError, CxrfastError, DataError
+from cxrfast.io import read_dicom, read_header
+from cxrfast.io.dicom_display import modality
+from cxrfast.io.dicom_series import Slice, SeriesError, group_series, order_series
+
+BODY_HU = -500.0  # soft tissue and bone; lung and air lie below
+# What each kept slice adds to the source manifest's columns.
+CT_COLUMNS = ("series_instance_uid", "slice_index", "slice_position", "slice_spacing", "ordered_by")
+
+
+@dataclass(frozen=True)
+class CTSlices:
+    display: CTDisplay
+    slice_step: int = 1
+    min_body_share: float = 0.0
+
+    def __post_init__(self):
+        if self.display.channels != 1 or self.display.kind == "hu":
+            raise ConfigError(f"CT display {self.display}: the cache holds one channel of display values; give one "
+                              "window or min_max")
+        if self.slice_step < 1 or not 0 <= self.min_body_share < 1:
+            raise ConfigError(f"slice_step must be at least 1 and min_body_share in [0, 1), not {self.slice_step} "
+                              f"and {self.min_body_share}")
+
+    def settings(self) -> dict:
+        """What `cache.json` records, so a cache is reused only with the same policy."""
+        return {"display": str(self.display), "slice_step": self.slice_step, "min_body_share": self.min_body_share}
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    kept: list[Source]  # in series order, with CT_COLUMNS
+    skipped: dict[str, str]  # name -> why it is not cached
+    errors: dict[str, str]  # name -> why it cannot be
+
+
+def plan_slices(sources: list[Source], ct: CTSlices, advance: Callable[[], None] = lambda: None) -> SlicePlan:
+    """The slices to cache, in order, and what is skipped or cannot be ordered; `advance` is
+    called after each header."""
+    errors: dict[str, str] = {}
+    by_name: dict[str, Source] = {}
+    headers = []
+    for source in sources:
+        try:
+            info = read_header(source.path)
+        except CxrfastError as e:
+            errors[source.name] = f"{type(e).__name__}: {e}"
+            continue
+        finally:
+            advance()
+        by_name[source.name] = source
+        headers.append((info.series_instance_uid, Slice(source.name, info.geometry)))
+    missing = [s.name for uid, s in headers if not uid]
+    for name in missing:
+        errors[name] = "SeriesError: no Series Instance UID to group it by"
+    kept, skipped = [], {}
+    for uid, slices in group_series((uid, s) for uid, s in headers if uid).items():
+        try:
+            series = order_series(uid, slices)
+        except SeriesError as e:
+            errors.update({s.name: f"SeriesError: {e}" for s in slices})
+            continue
+        for index, s in enumerate(series.slices):
+            if index % ct.slice_step:
+                skipped[s.name] = f"slice {index} of series {uid}: every {ct.slice_step} slices kept"
+                continue
+            position = "" if series.positions is None else f"{series.positions[index]:.4f}"
+            spacing = "" if series.spacing is None else f"{series.spacing:.4f}"
+            columns = dict(zip(CT_COLUMNS, (uid, str(index), position, spacing, series.ordered_by)))
+            source = by_name[s.name]
+            kept.append(replace(source, columns={**source.columns, **columns}))
+    return SlicePlan(kept, skipped, errors)
+
+
+def load_slice(path: Path, ct: CTSlices) -> tuple[np.ndarray, float, dict[str, str]]:
+    """A slice's display values (float32, rows × columns, in [0, 1]), its body share and its
+    header's metadata."""
+    image = read_dicom(path, stage="modality")
+    info = image.info
+    if info.frames != 1 or image.pixels.ndim != 2:
+        raise DataError(f"{path}: {info.frames} frames of {info.samples_per_pixel} samples; a CT slice has one "
+                        "frame of one (multi-frame enhanced CT is not read yet)")
+    hu = image.pixels.astype(np.float64)
+    padding = None
+    if info.padding is not None:  # the padding's stored values, in HU as the slice's own modality stage maps them
+        low, high = sorted(modality(np.array([info.padding.low, info.padding.high]), info))
+        padding = (hu >= low - 1e-3) & (hu <= high + 1e-3)
+    body = (hu > BODY_HU) if padding is None else (hu > BODY_HU) & ~padding
+    metadata = {"patient_id": info.patient_id, "study_instance_uid": info.study_instance_uid,
+                "sop_instance_uid": info.sop_instance_uid}
+    return ct.display.apply(hu, padding)[0], float(body.mean()), {k: v or "" for k, v in metadata.items()}

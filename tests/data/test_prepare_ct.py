@@ -1,0 +1,99 @@
+"""`prepare --ct` on synthetic CT series: slices cached in series order along the normal whatever
+the files' names, with their series, index, position and spacing; the cached values equal the
+window's formula over pydicom's Hounsfield units; every k-th slice and the body-share filter with
+what they leave out listed; a series that cannot be ordered reported per file; a cache reused
+only with the policy it was prepared with; a second run reading nothing."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_modality_lut
+
+from cxrfast.cli import main
+from cxrfast.data.ct_display import WINDOWS, CTDisplay
+from cxrfast.data.ct_slices import CTSlices
+from cxrfast.data.prepare import prepare_cache
+from cxrfast.data.prepared_cache import PIXEL_SCALE, PreparedCache
+from cxrfast.data.synthetic_ct import synthetic_ct, write_ct_series
+from cxrfast.errors import ConfigError, DataError
+
+SIZE = 32
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """Two shuffled series of one patient each, and a third with a slice missing."""
+    root = tmp_path_factory.mktemp("ct")
+    volumes, paths = {}, {}
+    for k, slices in enumerate((8, 6, 5)):
+        volumes[k] = synthetic_ct(slices, SIZE, seed=k, spacing=2.5)
+        paths[k] = write_ct_series(root / f"patient{k}", volumes[k], shuffle=True, seed=k,
+                                   patient_id=f"CT-{k}")
+    paths[2][2].unlink()  # a gap in the third series
+    return root, volumes, paths
+
+
+def test_slices_are_cached_in_order_with_their_window(tmp_path, archive):
+    root, volumes, paths = archive
+    report = prepare_cache(root, tmp_path / "cache", size=SIZE, workers=0, progress=False,
+                           ct=CTSlices(CTDisplay.parse("lung")))
+    cache = PreparedCache(report.root)
+    assert (report.images, report.errors, report.skipped) == (14, 4, 0)
+    for k in (0, 1):  # each series in its volume's order, not its files'
+        rows = [(i, r) for i, r in enumerate(cache.records) if r["patient_id"] == f"CT-{k}"]
+        assert [r["name"] for _, r in rows] == [f"patient{k}/{p.name}" for p in paths[k]]
+        assert [int(r["slice_index"]) for _, r in rows] == list(range(len(paths[k])))
+        np.testing.assert_allclose([float(r["slice_position"]) for _, r in rows], volumes[k].z, atol=1e-3)
+        assert {r["slice_spacing"] for _, r in rows} == {"2.5000"} and {r["ordered_by"] for _, r in rows} == {
+            "position"}
+        level, width = WINDOWS["lung"]
+        for i, row in rows[::3]:
+            ds = pydicom.dcmread(root / row["name"])
+            hu = apply_modality_lut(ds.pixel_array, ds)
+            hu = np.where(ds.pixel_array == ds.PixelPaddingValue, -1024.0, hu)
+            expected = np.clip((hu - (level - width / 2)) / width, 0, 1)
+            np.testing.assert_allclose(cache.pixels(i) / PIXEL_SCALE, expected, atol=1 / PIXEL_SCALE)
+    errors = _rows(report.root / "errors.csv")
+    assert len(errors) == 4 and all("slices are missing between" in e["reason"] for e in errors)
+    again = prepare_cache(root, tmp_path / "cache", size=SIZE, workers=0, progress=False,
+                          ct=CTSlices(CTDisplay.parse("lung")))
+    # Nothing is read again; the unorderable series is judged again from its headers.
+    assert (again.images, again.read, again.errors) == (14, 0, 4)
+    with pytest.raises(DataError, match="prepared with"):
+        prepare_cache(root, tmp_path / "cache", size=SIZE, workers=0, progress=False,
+                      ct=CTSlices(CTDisplay.parse("min_max")))
+
+
+def test_sampling_lists_what_it_leaves_out(tmp_path, archive, capsys):
+    root, volumes, paths = archive
+    assert main(["prepare", str(root / "patient0"), str(tmp_path / "every"), "--size", str(SIZE), "--workers", "0",
+                 "--ct", "min_max", "--slice-step", "3"]) == 0
+    assert "5 CT slices left out by the sampling" in capsys.readouterr().out
+    cache = PreparedCache(tmp_path / "every")
+    assert [int(r["slice_index"]) for r in cache.records] == [0, 3, 6]
+    skipped = _rows(tmp_path / "every" / "skipped.csv")
+    assert sorted(r["name"] for r in skipped) == sorted(p.name for i, p in enumerate(paths[0]) if i % 3)
+    first = cache.pixels(0) / PIXEL_SCALE  # Wolf et al.'s per-slice min-max: the full range is used
+    assert first.min() == 0 and first.max() == 1
+    # The body share: the synthetic slices' soft tissue and bone cover about a third of the image.
+    body = prepare_cache(root / "patient1", tmp_path / "body", size=SIZE, workers=0, progress=False,
+                         ct=CTSlices(CTDisplay.parse("mediastinum"), min_body_share=0.99))
+    assert (body.images, body.skipped) == (0, 6)
+    assert all("under min_body_share 0.99" in r["reason"] for r in _rows(tmp_path / "body" / "skipped.csv"))
+
+
+def test_policies_the_single_channel_cache_cannot_hold_are_refused():
+    for text in ("hu", "lung+bone"):
+        with pytest.raises(ConfigError, match="one channel of display values"):
+            CTSlices(CTDisplay.parse(text))
+    with pytest.raises(ConfigError, match="slice_step must be at least 1"):
+        CTSlices(CTDisplay.parse("lung"), slice_step=0)
