@@ -38,8 +38,18 @@ def _phantoms(args) -> int:
     return 0
 
 
+def _part(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text}: K/N needs 1 ≤ K ≤ N")
+    return k, n
+
+
 def _prepare(args) -> int:
-    from cxrfast.data.prepare import prepare_cache
+    from cxrfast.data.prepare import merge_parts, prepare_cache
 
     ct = None
     if args.ct is not None:
@@ -47,7 +57,11 @@ def _prepare(args) -> int:
         from cxrfast.data.ct_slices import CTSlices
 
         ct = CTSlices(CTDisplay.parse(args.ct), args.slice_step, args.min_body_share)
-    report = prepare_cache(args.src, args.out, size=args.size, workers=args.workers, masks=args.masks, ct=ct)
+    if args.merge is not None:
+        report = merge_parts(args.src, args.out, args.merge, size=args.size, masks=args.masks, ct=ct)
+    else:
+        report = prepare_cache(args.src, args.out, size=args.size, workers=args.workers, masks=args.masks, ct=ct,
+                               part=args.shard)
     console = Console()
     console.print(f"{report.images} images cached in {report.root} ({report.read} read this run)")
     if report.errors:
@@ -329,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--slice-step", type=int, default=1, help="with --ct: keep every k-th slice of each series")
     prepare.add_argument("--min-body-share", type=float, default=0.0,
                          help="with --ct: skip slices whose body (above -500 HU) covers less of the image")
+    parts = prepare.add_mutually_exclusive_group()
+    parts.add_argument("--shard", type=_part, default=None, metavar="K/N",
+                       help="prepare part K of N (1 ≤ K ≤ N) beside OUT, e.g. one per Slurm array task; "
+                            "then --merge N")
+    parts.add_argument("--merge", type=int, default=None, metavar="N",
+                       help="make the N parts prepared with --shard one cache in OUT (same settings)")
     prepare.set_defaults(run=_prepare)
     manifest = command("manifest", help="write the manifest of a public lung-mask set or CT slice set")
     sets = manifest.add_subparsers(dest="dataset", required=True)

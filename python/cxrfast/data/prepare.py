@@ -27,6 +27,7 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -83,27 +84,26 @@ def _load(item: tuple[Path, list[Path] | None], size: int, ct: CTSlices | None) 
 
 def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int = 512, workers: int | None = None,
                   shard_images: int = SHARD_IMAGES, masks: str | None = None, ct: CTSlices | None = None,
-                  progress: bool = True) -> PrepareReport:
+                  part: tuple[int, int] | None = None, progress: bool = True) -> PrepareReport:
     """Prepare (or finish preparing) the cache of the images under `src` (a folder or a manifest
     CSV) in `out`, shorter sides shrunk to `size`, with the masks the manifest's column `masks`
     names, or as CT slices with `ct`. `workers`: reading processes (default: the cores; 0 reads
-    in this process)."""
+    in this process).
+
+    `part` = (k, n) prepares only part k of n (every n-th image from the k-th, 1 ≤ k ≤ n) into
+    its own folder beside `out` (`part_folder`), so n machines can share one archive;
+    `merge_parts` then makes them one cache in `out`."""
     if size < 1 or shard_images < 1:
         raise ValueError("size and shard_images must be positive")
-    if ct is not None and masks:
-        raise DataError(f"{src}: masks are cached with radiographs, not with CT slices")
-    sources = find_sources(src)
-    mask_files = _mask_files(Path(src), sources, masks)
+    settings = _settings(src, size, masks, ct)
+    sources, mask_files, planned = _sources(src, masks, ct, progress)
     root = Path(out)
+    if part is not None:
+        k, n = _check_part(part)
+        root, sources = part_folder(out, k, n), sources[k - 1::n]
+        settings, planned = {**settings, "part": [k, n]}, {"skipped": {}, "errors": {}}  # the merge lists them
     root.mkdir(parents=True, exist_ok=True)
-    _claim(root, {"format": FORMAT_VERSION, "size": size, **({"masks": masks} if masks else {}),
-                  **({"ct": ct.settings()} if ct else {})})
-    planned = {"skipped": {}, "errors": {}}
-    if ct is not None:
-        with Progress(disable=not progress) as bar:
-            task = bar.add_task("CT headers: series and slice order", total=len(sources))
-            plan = plan_slices(sources, ct, lambda: bar.advance(task))
-        sources, planned = plan.kept, {"skipped": plan.skipped, "errors": plan.errors}
+    _claim(root, settings)
     shards = _complete_shards(root)
     done = {item["name"] for index in shards.values() for item in index["images"] + index.get("skipped", [])}
     todo = [s for s in sources if s.name not in done]
@@ -119,6 +119,91 @@ def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int =
             shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task), bool(masks))
     images, errors, skipped = _write_manifest(root, sources, shards, **planned)
     return PrepareReport(root, images, errors, len(todo), skipped)
+
+
+def part_folder(out: str | os.PathLike, k: int, n: int) -> Path:
+    """Where part k of n of the cache `out` is prepared: a folder beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.part-{k}-of-{n}")
+
+
+def merge_parts(src: str | os.PathLike, out: str | os.PathLike, parts: int, *, size: int = 512,
+                masks: str | None = None, ct: CTSlices | None = None, progress: bool = True) -> PrepareReport:
+    """Make the `parts` parts prepared with the same settings one cache in `out`: each part
+    checked (finished, its settings, the images it was to hold), its shards moved in and numbered
+    on, the manifest written in source order, the part folders removed. A merge that stops
+    midway continues when run again."""
+    _check_part((1, parts))
+    settings = _settings(src, size, masks, ct)
+    sources, _, planned = _sources(src, masks, ct, progress)
+    root = Path(out)
+    folders = [part_folder(out, k, parts) for k in range(1, parts + 1)]
+    merged = {item["name"] for index in _complete_shards(root).values()  # by a merge that stopped midway
+              for item in index["images"] + index["errors"] + index.get("skipped", [])} if root.is_dir() else set()
+    for k, folder in enumerate(folders, start=1):
+        wanted = {s.name for s in sources[k - 1::parts]}
+        if not folder.exists():
+            if wanted <= merged:
+                continue  # merged already
+            raise DataError(f"{folder}: part {k}/{parts} of {settings} is not there; prepare it with "
+                            f"`cxrfast prepare --shard {k}/{parts}`")
+        found = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8")) if (
+            folder / SETTINGS_FILE).is_file() else None
+        if found != {**settings, "part": [k, parts]}:
+            raise DataError(f"{folder}: prepared with {found}, not part {k}/{parts} of {settings}")
+        if not (folder / MANIFEST_FILE).is_file():
+            raise DataError(f"{folder}: part {k}/{parts} is unfinished; run its `cxrfast prepare --shard {k}/{parts}` "
+                            "again")
+        held = {item["name"] for index in _complete_shards(folder).values()
+                for item in index["images"] + index["errors"] + index.get("skipped", [])}
+        if held | (merged & wanted) != wanted:
+            raise DataError(f"{folder}: part {k}/{parts} holds {len(held & wanted)} of its {len(wanted)} images and "
+                            f"{len(held - wanted)} others; was the archive changed? Prepare the part again")
+    root.mkdir(parents=True, exist_ok=True)
+    _claim(root, settings)
+    shards = _complete_shards(root)
+    for folder in folders:
+        if not folder.exists():
+            continue
+        for old, index in sorted(_complete_shards(folder).items()):
+            new = max(shards, default=-1) + 1
+            data, index_path = shard_paths(folder, old)
+            moved, moved_index = shard_paths(root, new)
+            if mask_path(folder, old).exists():
+                os.replace(mask_path(folder, old), mask_path(root, new))
+            os.replace(data, moved)
+            os.replace(index_path, moved_index)  # last: a shard with its index is complete
+            shards[new] = index
+        shutil.rmtree(folder)
+    images, errors, skipped = _write_manifest(root, sources, shards, **planned)
+    return PrepareReport(root, images, errors, 0, skipped)
+
+
+def _check_part(part: tuple[int, int]) -> tuple[int, int]:
+    k, n = part
+    if not 1 <= k <= n:
+        raise DataError(f"part {k}/{n}: K/N needs 1 ≤ K ≤ N")
+    return k, n
+
+
+def _settings(src, size: int, masks: str | None, ct: CTSlices | None) -> dict:
+    if ct is not None and masks:
+        raise DataError(f"{src}: masks are cached with radiographs, not with CT slices")
+    return {"format": FORMAT_VERSION, "size": size, **({"masks": masks} if masks else {}),
+            **({"ct": ct.settings()} if ct else {})}
+
+
+def _sources(src, masks: str | None, ct: CTSlices | None, progress: bool):
+    """The images to cache in order, their mask files, and what CT planning left out or refused."""
+    sources = find_sources(src)
+    mask_files = _mask_files(Path(src), sources, masks)
+    planned = {"skipped": {}, "errors": {}}
+    if ct is not None:
+        with Progress(disable=not progress) as bar:
+            task = bar.add_task("CT headers: series and slice order", total=len(sources))
+            plan = plan_slices(sources, ct, lambda: bar.advance(task))
+        sources, planned = plan.kept, {"skipped": plan.skipped, "errors": plan.errors}
+    return sources, mask_files, planned
 
 
 def _mask_files(src: Path, sources: list[Source], column: str | None) -> dict[str, list[Path]]:
