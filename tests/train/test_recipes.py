@@ -23,7 +23,8 @@ from cxrfast.train.sweep import cell_config, cells, load_sweep
 def test_the_recipes_are_listed_and_printed(capsys):
     assert {name: r.kind for name, r in recipes().items()} == {
         "byol": "pretrain", "dino": "pretrain", "gmml": "pretrain", "swav": "pretrain", "tayebi-arasteh": "finetune",
-        "tayebi-arasteh-sweep": "sweep", "verma-tapaswi": "sweep", "wolf": "sweep"}
+        "tayebi-arasteh-sweep": "sweep", "verma-tapaswi": "sweep", "wolf": "sweep", "wolf-ct": "sweep",
+        "wolf-downstream": "finetune"}
     assert main(["recipes"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in recipes()) and "Verma & Tapaswi" in listed
@@ -61,7 +62,7 @@ def _sweep(name, paths, *more):
                              f"variables.unlabelled={paths / 'unlabelled'}", *more))
 
 
-@pytest.mark.parametrize("name", ["verma-tapaswi", "wolf"])
+@pytest.mark.parametrize("name", ["verma-tapaswi", "wolf", "wolf-ct"])
 def test_each_sweep_recipe_gives_valid_cells(name, paths):
     extra = (f"variables.imagenet={paths / 'imagenet.safetensors'}",) if name == "verma-tapaswi" else ()
     config = _sweep(name, paths, *extra)  # checked as it loads
@@ -74,13 +75,15 @@ def test_each_sweep_recipe_gives_valid_cells(name, paths):
             pretraining = load_config(None, (), kind=PretrainConfig, **settings["pretrain"], out=str(paths / "p"))
             pretraining.check()
             assert pretraining.data == str(paths / "unlabelled")
-    if name == "wolf":  # Wolf et al.'s downstream settings
+    if name.startswith("wolf"):  # Wolf et al.'s downstream settings
         assert (finetune.optimizer, finetune.lr * finetune.batch_size / 256, finetune.batch_size, finetune.epochs,
                 finetune.mode, finetune.frozen_epochs, finetune.schedule) == (
                     "adam", pytest.approx(1e-4), 64, 70, "frozen_then_full", 10, "constant")
         assert config.label_fractions[0] == 1.0 and config.arms["spark"]["pretrain"]["method_options"] == {
             "mask_ratio": 0.6}
         assert sorted(config.arms) == ["byol", "moco", "random", "spark", "swav"]
+        if name == "wolf-ct":
+            assert config.arms["swav"]["pretrain"]["method_options"]["prototypes"] == 500
     else:
         assert config.baseline == "imagenet" and config.arms["imagenet_moco"]["pretrain"]["init_checkpoint"] == str(
             paths / "imagenet.safetensors")
@@ -98,7 +101,7 @@ def test_recipe_paths_left_out_or_missing_are_refused_before_any_cell(paths):
 
 
 def test_a_sweep_takes_the_preset_under_its_own_finetune_keys(paths):
-    config = _sweep("wolf", paths, "finetune_preset=tayebi-arasteh")
+    config = _sweep("wolf", paths, "finetune_preset=tayebi-arasteh", "finetune.optimizer=adam", "finetune.batch_size=64")
     preset = tomllib.loads(recipes()["tayebi-arasteh"].path.read_text())
     finetune = cell_config(config, cells(config)[0])
     assert finetune.pos_weight and finetune.uncertainty == "zeros" and finetune.augment == preset["augment"]
@@ -171,3 +174,41 @@ def test_study_cs_sweep_runs_on_small_random_checkpoints(tmp_path):
     assert compared == {"dinov2", "mimic"} and results["replicates"] == 200
     inits = {row["arm"]: row for row in results["cells"]}
     assert set(inits) == {"dinov2", "imagenet21k", "mimic"}
+
+
+def test_study_ds_ct_sweep_runs_on_synthetic_ct(tmp_path):
+    """wolf-ct end to end at a tiny size: synthetic CT series prepared with --ct min_max (the
+    unlabelled slices and, with each slice's nodule label, the labelled ones), all four methods
+    pretrained briefly, fine-tuned with the downstream preset at two fractions, compared with random."""
+    from cxrfast.data.ct_display import CTDisplay
+    from cxrfast.data.ct_slices import CTSlices
+    from cxrfast.data.prepare import prepare_cache
+    from cxrfast.data.synthetic_ct import synthetic_ct, write_ct_series
+    from cxrfast.train.sweep import SWEEP_JSON, run_sweep
+
+    rows = ["path,patient_id,Nodule,split"]
+    for k, split in enumerate(["train"] * 4 + ["validate", "test"]):  # each part with slices of both kinds
+        volume = synthetic_ct(8, 32, seed=k, nodules=1)
+        paths = write_ct_series(tmp_path / "ct" / f"p{k}", volume, shuffle=True, seed=k, patient_id=f"P{k}")
+        rows += [f"p{k}/{p.name},P{k},{int(n)},{split}" for p, n in zip(paths, volume.nodule_slices())]
+    (tmp_path / "ct" / "labels.csv").write_text("\n".join(rows) + "\n")
+    cache = prepare_cache(tmp_path / "ct" / "labels.csv", tmp_path / "cache", size=32, workers=0, progress=False,
+                          ct=CTSlices(CTDisplay.parse("min_max"))).root
+    tiny = {"spark": ["method_options.decoder_width=32"],
+            "swav": ["method_options.prototypes=16", "method_options.hidden_dim=32", "method_options.feature_dim=8",
+                     "method_options.local_crops=2", "method_options.local_size=16"],
+            "moco": ["method_options.queue_size=16", "method_options.hidden_dim=32", "method_options.projection_dim=8"],
+            "byol": ["method_options.hidden_dim=32", "method_options.projection_dim=8"]}
+    small = [f"arms.{arm}.pretrain.{s}" for arm, settings in tiny.items()
+             for s in ["backbone=resnet18", "image_size=32", "epochs=1", "batch_size=8", "workers=0", *settings]]
+    small += ["finetune.backbone=resnet18", "finetune.image_size=32", "finetune.epochs=2", "finetune.frozen_epochs=1",
+              "finetune.batch_size=8", "finetune.workers=0", "finetune.findings=['Nodule']", "label_fractions=[1.0, 0.5]",
+              "seeds=[0]", "replicates=200"]
+    config = load_sweep("wolf-ct", (f"data={cache}", f"out={tmp_path / 'study-d'}", f"variables.unlabelled={cache}",
+                                    *small))
+    finetune = cell_config(config, cells(config)[0])
+    assert (finetune.mode, finetune.optimizer, finetune.frozen_epochs) == ("frozen_then_full", "adam", 1)
+    report = run_sweep(config, console=None)
+    assert not report.failed and len(report.done) == 10  # 5 arms × 2 fractions
+    results = yaml.safe_load((tmp_path / "study-d" / SWEEP_JSON).read_text())
+    assert {c["arm"] for c in results["comparisons"]} == {"spark", "swav", "moco", "byol"}
