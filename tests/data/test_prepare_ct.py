@@ -97,3 +97,26 @@ def test_policies_the_single_channel_cache_cannot_hold_are_refused():
             CTSlices(CTDisplay.parse(text))
     with pytest.raises(ConfigError, match="slice_step must be at least 1"):
         CTSlices(CTDisplay.parse("lung"), slice_step=0)
+
+
+@pytest.mark.parametrize("rescale", [(1.0, -1024.0), (0.5, -1024.0), (-1.0, 1024.0)])
+@pytest.mark.parametrize("display", ["min_max", "bone"])
+def test_a_slice_equals_pydicoms_hu_through_the_policy(tmp_path, rescale, display):
+    """load_slice maps stored values through one table; pydicom's HU with the formula in numpy."""
+    from cxrfast.data.ct_slices import BODY_HU, load_slice
+
+    volume = synthetic_ct(2, SIZE, seed=5)
+    path = write_ct_series(tmp_path, volume, rescale=rescale)[1]
+    ds = pydicom.dcmread(path)
+    stored = ds.pixel_array
+    padding = stored == ds.PixelPaddingValue
+    hu = np.where(padding, -1024.0, apply_modality_lut(stored, ds))
+    if display == "min_max":
+        expected = (hu - hu.min()) / (hu.max() - hu.min())
+    else:
+        level, width = WINDOWS[display]
+        expected = np.clip((hu - (level - width / 2)) / width, 0, 1)
+    shown, body, metadata = load_slice(path, CTSlices(CTDisplay.parse(display), min_body_share=0.1))
+    np.testing.assert_allclose(shown, expected, atol=1e-6)
+    assert body == pytest.approx(((apply_modality_lut(stored, ds) > BODY_HU) & ~padding).mean())
+    assert metadata["sop_instance_uid"] == ds.SOPInstanceUID

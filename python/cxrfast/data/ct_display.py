@@ -59,17 +59,19 @@ class CTDisplay:
     def channels(self) -> int:
         return len(self.windows) if self.kind == "window" else 1
 
-    def apply(self, hu: np.ndarray, padding: np.ndarray | None = None) -> np.ndarray:
-        """(rows, columns) HU, with the padding's mask, -> (channels, rows, columns): int16 HU for
-        "hu", float32 in [0, 1] otherwise."""
+    def apply(self, hu: np.ndarray, padding: np.ndarray | None = None,
+              value_range: tuple[float, float] | None = None) -> np.ndarray:
+        """HU (any shape: a slice, or every value a file can hold), with the padding's mask, ->
+        (channels, *shape): int16 HU for "hu", float32 in [0, 1] otherwise. min_max maps
+        `value_range` (the slice's, padding filled) or else the values' own range."""
         values = np.asarray(hu, dtype=np.float64)
         if padding is not None:
             values = np.where(padding, PADDING_FILL_HU, values)
         if self.kind == "hu":
             return np.clip(np.rint(values), *HU_RANGE).astype(np.int16)[None]
         if self.kind == "min_max":
-            low, high = values.min(), values.max()
-            scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+            low, high = (values.min(), values.max()) if value_range is None else value_range
+            scaled = np.clip((values - low) / (high - low), 0, 1) if high > low else np.zeros_like(values)
             return scaled.astype(np.float32)[None]
         return np.stack([voi_window(values, Window(*WINDOWS[n], "LINEAR_EXACT")) for n in self.windows]).astype(
             np.float32)

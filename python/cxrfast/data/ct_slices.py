@@ -17,17 +17,22 @@ window or `min_max`; `hu` and several windows as channels need a cache of their 
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from cxrfast.data.ct_display import CTDisplay
+from cxrfast import _C
+from cxrfast.data.ct_display import PADDING_FILL_HU, CTDisplay
 from cxrfast.data.sources import Source
 from cxrfast.errors import ConfigError, CxrfastError, DataError
 from cxrfast.io import read_dicom, read_header
-from cxrfast.io.dicom_display import modality
+from cxrfast.io.dicom_display import modality, modality_range, padding_mask, stored_domain
+from cxrfast.io.dicom_pixels import pixel_format
+from cxrfast.io.dicom_header import DicomInfo
 from cxrfast.io.dicom_series import Slice, SeriesError, group_series, order_series
 
 BODY_HU = -500.0  # soft tissue and bone; lung and air lie below
@@ -100,19 +105,62 @@ def plan_slices(sources: list[Source], ct: CTSlices, advance: Callable[[], None]
 
 
 def load_slice(path: Path, ct: CTSlices) -> tuple[np.ndarray, float, dict[str, str]]:
-    """A slice's display values (float32, rows × columns, in [0, 1]), its body share and its
-    header's metadata."""
-    image = read_dicom(path, stage="modality")
-    info = image.info
-    if info.frames != 1 or image.pixels.ndim != 2:
+    """A slice's display values (float32, rows × columns, in [0, 1]), its body share (NaN unless
+    `ct` filters on it) and its header's metadata.
+
+    The policy is evaluated once over every stored value the file can hold (its HU, and whether
+    it is padding) and the pixels mapped through that table in one native pass, as the DICOM
+    reader's own stages are; min_max first takes the slice's range of non-padding values."""
+    image = read_dicom(path, stage="stored")
+    info, stored = image.info, image.pixels
+    if info.frames != 1 or stored.ndim != 2:
         raise DataError(f"{path}: {info.frames} frames of {info.samples_per_pixel} samples; a CT slice has one "
                         "frame of one (multi-frame enhanced CT is not read yet)")
-    hu = image.pixels.astype(np.float64)
-    padding = None
-    if info.padding is not None:  # the padding's stored values, in HU as the slice's own modality stage maps them
-        low, high = sorted(modality(np.array([info.padding.low, info.padding.high]), info))
-        padding = (hu >= low - 1e-3) & (hu <= high + 1e-3)
-    body = (hu > BODY_HU) if padding is None else (hu > BODY_HU) & ~padding
+    key = _table_key(info)
+    first, hu, padding = _domain(key) if key is not None else _domain.__wrapped__(info)
+    fmt = pixel_format(info, clean=True)
+    if ct.display.kind != "min_max":
+        table = _window_table(key, ct.display) if key is not None else ct.display.apply(hu, padding)[0]
+    else:
+        pad = info.padding
+        low, high, kept = _C.stored_range(stored, 0, stored.size, fmt, *((pad.low, pad.high) if pad else (1, 0)))
+        ends = list(modality_range(low, high, info)) if kept else []
+        if kept < stored.size:  # padding shows as PADDING_FILL_HU and takes part in the range
+            ends.append(PADDING_FILL_HU)
+        table = ct.display.apply(hu, padding, (min(ends), max(ends)))[0]
+    out = _mapped(stored, fmt, table, first)
+    body = math.nan
+    if ct.min_body_share > 0:
+        body = float(_mapped(stored, fmt, (hu > BODY_HU) & ~padding, first).mean())
     metadata = {"patient_id": info.patient_id, "study_instance_uid": info.study_instance_uid,
                 "sop_instance_uid": info.sop_instance_uid}
-    return ct.display.apply(hu, padding)[0], float(body.mean()), {k: v or "" for k, v in metadata.items()}
+    return out, body, {k: v or "" for k, v in metadata.items()}
+
+
+def _table_key(info) -> DicomInfo | None:
+    """The header fields a slice's tables depend on, for reuse across a series; None (no reuse)
+    with a Modality LUT Sequence, whose table is an array."""
+    if info.modality_lut is not None:
+        return None
+    return replace(info, **{f: None for f in ("modality", "view_position", "patient_id", "study_instance_uid",
+                                             "series_instance_uid", "sop_instance_uid", "geometry", "window",
+                                             "voi_lut")}, rows=1, columns=1, transfer_syntax="", windows=())
+
+
+@functools.lru_cache(maxsize=16)
+def _domain(info) -> tuple[int, np.ndarray, np.ndarray]:
+    """The first stored value and, over every stored value from it, the HU and whether it is padding."""
+    domain = stored_domain(info)
+    return int(domain[0]), modality(domain, info), padding_mask(domain, info)
+
+
+@functools.lru_cache(maxsize=16)
+def _window_table(key, display: CTDisplay) -> np.ndarray:
+    _, hu, padding = _domain(key)
+    return np.ascontiguousarray(display.apply(hu, padding)[0], np.float32)
+
+
+def _mapped(stored: np.ndarray, fmt, table: np.ndarray, first: int) -> np.ndarray:
+    out = np.empty(stored.shape, np.float32)
+    _C.map_stored(stored, 0, out, stored.size, fmt, np.ascontiguousarray(table, np.float32), first)
+    return out
