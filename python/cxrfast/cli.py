@@ -358,18 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     jsrt.add_argument("scr", help="SCR's folder holding fold1/ and fold2/")
     jsrt.add_argument("--test-fold", type=int, default=2, choices=(1, 2), help="the SCR fold tested on")
     jsrt.add_argument("--out", default=None, help="the manifest CSV; None: IMAGES/jsrt.csv")
-    montgomery = sets.add_parser("montgomery", help="the Montgomery County set's PNGs with their ManualMask PNGs",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    montgomery.add_argument("root", help="the MontgomerySet folder")
-    montgomery.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/montgomery.csv")
-    covid = sets.add_parser("covid-ct", help="COVID-CT's CT_COVID/ and CT_NonCOVID/ slices with their split lists",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    covid.add_argument("root", help="the folder holding the class folders and the Data-split lists")
-    covid.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/covid_ct.csv")
-    folders = sets.add_parser("split-folders", help="ROOT/<train|val|test>/<class>/ images",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    folders.add_argument("root", help="the folder holding train/, val/ and test/")
-    folders.add_argument("--out", default=None, help="the manifest CSV; None: ROOT/manifest.csv")
+    for name, what, root, out in (
+            ("montgomery", "the Montgomery County set's PNGs with their ManualMask PNGs", "the MontgomerySet folder",
+             "montgomery.csv"),
+            ("covid-ct", "COVID-CT's CT_COVID/ and CT_NonCOVID/ slices with their split lists",
+             "the folder holding the class folders and the Data-split lists", "covid_ct.csv"),
+            ("split-folders", "ROOT/<train|val|test>/<class>/ images", "the folder holding train/, val/ and test/",
+             "manifest.csv")):
+        layout = sets.add_parser(name, help=what, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        layout.add_argument("root", help=root)
+        layout.add_argument("--out", default=None, help=f"the manifest CSV; None: ROOT/{out}")
     medmnist = sets.add_parser("medmnist", help="a MedMNIST .npz, written out as PNGs",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     medmnist.add_argument("npz", help="the .npz file (e.g. organsmnist.npz)")

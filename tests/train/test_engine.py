@@ -241,6 +241,7 @@ def test_schedule_shape():
     (dict(clip_grad=1.0, clip_grad_mode="per_layer"), ConfigError, "clip_grad_mode must be one of global, per_parameter"),
     (dict(clip_grad=0.0), ConfigError, "clip_grad must be positive"),
     (dict(method="gmml"), ConfigError, "GMML needs a vision transformer"),
+    (dict(method_options={"decoder_width": 16}), ConfigError, "decoder_width 16 must be at least 32"),
     (dict(empty=True), DataError, "no DICOM, PNG, JPEG or JSRT .IMG files"),
 ])
 def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, message):

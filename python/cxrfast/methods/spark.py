@@ -97,6 +97,10 @@ class SparK(Method):
         super().check_options(image_size, options)
         if image_size % PATCH_SIZE:  # the constructor checks the backbone's own stride again
             raise ConfigError(f"image_size {image_size} is not divisible by SparK's patch size {PATCH_SIZE}")
+        width = options.get("decoder_width", DEFAULT_DECODER_WIDTH)
+        if width < PATCH_SIZE:  # the decoder halves its width at each of the patch's doublings
+            raise ConfigError(f"SparK: decoder_width {width} must be at least {PATCH_SIZE}, halved once per "
+                              "upsampling to the patch's full resolution")
 
     @classmethod
     def build(cls, backbone: nn.Module, image_size: int, options: dict) -> SparK:
