@@ -163,20 +163,22 @@ class Walker {
         continue;
       }
       bool sequence = h.vr == vr_code('S', 'Q') || h.length == kUndefinedLength ||
-                      (!r_.explicit_ && depth == 0 && wanted_sequence(h.tag));
-      // Top-level elements, and those in items of the sequences asked for.
-      if (depth == 0 || (depth == 1 && seq != 0)) {
+                      (!r_.explicit_ && wanted_sequence(h.tag));
+      // Top-level elements, and every element within the items of the top-level sequences asked
+      // for (nested ones too: an enhanced CT frame's position sits two sequences down), reported
+      // as elements of the top-level item.
+      if (depth == 0 || seq != 0) {
         ds_.elements.push_back({h.tag, h.vr, seq, item, h.value, h.length});
       }
       if (h.tag == kPixelData && h.length == kUndefinedLength) {  // e.g. an Icon Image Sequence
         at = fragments(h.value, false);
       } else if (sequence) {
-        bool report = depth == 0 && wanted_sequence(h.tag);
+        uint32_t report_as = depth == 0 ? (wanted_sequence(h.tag) ? h.tag : 0) : seq;
         // An undefined-length UN holds implicit VR little endian (PS3.5 6.2.2).
         bool implicit_un = h.vr == vr_code('U', 'N') && h.length == kUndefinedLength;
         bool saved = r_.explicit_;
         if (implicit_un) r_.explicit_ = false;
-        at = items(h, end, depth, report ? h.tag : 0);
+        at = items(h, end, depth, report_as, item);
         r_.explicit_ = saved;
       } else {
         r_.need(h.value, h.length);
@@ -194,8 +196,9 @@ class Walker {
     return at;
   }
 
-  // Items of a sequence; returns the offset after it.
-  uint64_t items(const Header& sq, uint64_t end, int depth, uint32_t report_as) {
+  // Items of a sequence; returns the offset after it. Items of a top-level sequence are
+  // reported by their own index; those of a sequence nested in one by the top-level item's.
+  uint64_t items(const Header& sq, uint64_t end, int depth, uint32_t report_as, int32_t top_item) {
     bool undefined = sq.length == kUndefinedLength;
     uint64_t stop = end;
     if (!undefined) {
@@ -217,8 +220,8 @@ class Walker {
                          ", found " + hex_tag(tag));
       }
       uint64_t value = at + 8;
-      uint32_t seq = report_as ? report_as : 0;
-      int32_t item = report_as ? index : -1;  // elements() records only when seq != 0
+      uint32_t seq = report_as;
+      int32_t item = !report_as ? -1 : depth == 0 ? index : top_item;  // elements() records only when seq != 0
       if (length == kUndefinedLength) {
         at = elements(value, stop, true, depth + 1, seq, item);
       } else {

@@ -44,8 +44,9 @@ struct ParseOptions {
   // The buffer may be a prefix of the file: running out of bytes before the pixel data is
   // reported through Dataset::complete instead of an error.
   bool partial = false;
-  // Top-level sequences whose items' elements are reported (e.g. Modality/VOI LUT Sequence).
-  // In implicit VR they are also how a defined-length sequence is recognised.
+  // Top-level sequences whose items' elements, nested ones included, are reported (e.g.
+  // Modality/VOI LUT Sequence, the functional groups). In implicit VR these tags, at any depth,
+  // are also how a defined-length sequence is recognised.
   std::vector<uint32_t> sequences;
   uint64_t max_inflated_bytes = 1ull << 32;
 };

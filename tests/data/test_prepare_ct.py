@@ -120,3 +120,31 @@ def test_a_slice_equals_pydicoms_hu_through_the_policy(tmp_path, rescale, displa
     np.testing.assert_allclose(shown, expected, atol=1e-6)
     assert body == pytest.approx(((apply_modality_lut(stored, ds) > BODY_HU) & ~padding).mean())
     assert metadata["sop_instance_uid"] == ds.SOPInstanceUID
+
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "implicit", "rle"])
+def test_an_enhanced_cts_frames_are_slices_placed_by_its_functional_groups(tmp_path, transfer_syntax):
+    from cxrfast.data.synthetic_ct import write_enhanced_ct
+    from cxrfast.io import read_header
+
+    volume = synthetic_ct(7, SIZE, seed=2, spacing=3.0)
+    (tmp_path / "src").mkdir()
+    order = write_enhanced_ct(tmp_path / "src" / "enhanced.dcm", volume, shuffle=True, seed=4,
+                              transfer_syntax=transfer_syntax)
+    ds = pydicom.dcmread(tmp_path / "src" / "enhanced.dcm")
+    frames = read_header(tmp_path / "src" / "enhanced.dcm").frame_geometry
+    for frame, group in zip(frames, ds.PerFrameFunctionalGroupsSequence):
+        assert frame.position == pytest.approx([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
+    assert frames[0].orientation == pytest.approx([float(v) for v in ds.SharedFunctionalGroupsSequence[0]
+                                                   .PlaneOrientationSequence[0].ImageOrientationPatient])
+    report = prepare_cache(tmp_path / "src", tmp_path / "cache", size=SIZE, workers=0, progress=False,
+                           ct=CTSlices(CTDisplay.parse("lung")))
+    cache = PreparedCache(report.root)
+    frame_of = np.argsort(order)  # slice j is frame frame_of[j]
+    assert [r["name"] for r in cache.records] == [f"enhanced.dcm#{frame_of[j]}" for j in range(7)]
+    np.testing.assert_allclose([float(r["slice_position"]) for r in cache.records], volume.z, atol=1e-3)
+    level, width = WINDOWS["lung"]
+    for j in (0, 3, 6):
+        hu = np.where(volume.hu[j] == -2000, -1024.0, volume.hu[j])
+        np.testing.assert_allclose(cache.pixels(j) / PIXEL_SCALE, np.clip((hu - (level - width / 2)) / width, 0, 1),
+                                   atol=1 / PIXEL_SCALE)

@@ -54,7 +54,7 @@ with atheris.instrument_imports(include=["cxrfast"], exclude=NOT_INSTRUMENTED, e
     import cxrfast.io.dicom_pixels
     from cxrfast import _C
     from cxrfast.io import DicomError, read_dicom, read_header
-    from cxrfast.io.dicom_tags import LUT_SEQUENCES
+    from cxrfast.io.dicom_tags import REPORTED_SEQUENCES
 
 
 def _instrument_skipped_modules() -> int:
@@ -102,7 +102,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (atheris' name)
         read_header(data)
     except ACCEPTED:
         pass
-    for options in ({}, {"stop_before_pixels": True, "partial": True, "sequences": list(LUT_SEQUENCES)}):
+    for options in ({}, {"stop_before_pixels": True, "partial": True, "sequences": list(REPORTED_SEQUENCES)}):
         try:
             _C.parse(data, **options)
         except _C.ParseError:

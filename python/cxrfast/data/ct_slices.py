@@ -8,7 +8,8 @@ first), so a 500-slice scan does not outweigh a 50-slice one `slice_step`-fold; 
 body covers less than `min_body_share` of the image (pixels above BODY_HU, the padding counted as
 outside) is skipped when it is read. Skipped slices are listed with the reason, never dropped
 silently. Each cached slice carries its series, index in the series, position along the normal
-and the series' spacing into the cache manifest.
+and the series' spacing into the cache manifest. An Enhanced CT file's frames are slices too,
+placed by its functional groups and cached as `<file>#<frame>`.
 
 The display policy (`cxrfast.data.ct_display`) turns a slice's Hounsfield units into what the
 cache stores. The cache holds one channel of display values, so the policies here are a single
@@ -81,9 +82,12 @@ def plan_slices(sources: list[Source], ct: CTSlices, advance: Callable[[], None]
         finally:
             advance()
         by_name[source.name] = source
-        headers.append((info.series_instance_uid, Slice(source.name, info.geometry)))
-    missing = [s.name for uid, s in headers if not uid]
-    for name in missing:
+        if info.frame_geometry:  # an enhanced CT: each frame a slice
+            headers += [(info.series_instance_uid, Slice(source.name, g, frame)) for frame, g in
+                        enumerate(info.frame_geometry)]
+        else:
+            headers.append((info.series_instance_uid, Slice(source.name, info.geometry)))
+    for name in {s.name for uid, s in headers if not uid}:
         errors[name] = "SeriesError: no Series Instance UID to group it by"
     kept, skipped = [], {}
     for uid, slices in group_series((uid, s) for uid, s in headers if uid).items():
@@ -93,29 +97,30 @@ def plan_slices(sources: list[Source], ct: CTSlices, advance: Callable[[], None]
             errors.update({s.name: f"SeriesError: {e}" for s in slices})
             continue
         for index, s in enumerate(series.slices):
+            name = s.name if s.frame is None else f"{s.name}#{s.frame}"  # a frame is cached as its own image
             if index % ct.slice_step:
-                skipped[s.name] = f"slice {index} of series {uid}: every {ct.slice_step} slices kept"
+                skipped[name] = f"slice {index} of series {uid}: every {ct.slice_step} slices kept"
                 continue
             position = "" if series.positions is None else f"{series.positions[index]:.4f}"
             spacing = "" if series.spacing is None else f"{series.spacing:.4f}"
             columns = dict(zip(CT_COLUMNS, (uid, str(index), position, spacing, series.ordered_by)))
             source = by_name[s.name]
-            kept.append(replace(source, columns={**source.columns, **columns}))
+            kept.append(replace(source, name=name, columns={**source.columns, **columns}, frame=s.frame))
     return SlicePlan(kept, skipped, errors)
 
 
-def load_slice(path: Path, ct: CTSlices) -> tuple[np.ndarray, float, dict[str, str]]:
+def load_slice(path: Path, ct: CTSlices, frame: int | None = None) -> tuple[np.ndarray, float, dict[str, str]]:
     """A slice's display values (float32, rows × columns, in [0, 1]), its body share (NaN unless
     `ct` filters on it) and its header's metadata.
 
     The policy is evaluated once over every stored value the file can hold (its HU, and whether
     it is padding) and the pixels mapped through that table in one native pass, as the DICOM
     reader's own stages are; min_max first takes the slice's range of non-padding values."""
-    image = read_dicom(path, stage="stored")
+    image = read_dicom(path, stage="stored", frame=frame)
     info, stored = image.info, image.pixels
-    if info.frames != 1 or stored.ndim != 2:
-        raise DataError(f"{path}: {info.frames} frames of {info.samples_per_pixel} samples; a CT slice has one "
-                        "frame of one (multi-frame enhanced CT is not read yet)")
+    if stored.ndim != 2:
+        raise DataError(f"{path}: {info.frames} frames of {info.samples_per_pixel} samples without a plane for "
+                        "each frame; a CT slice is one frame of one sample (an enhanced CT has its planes)")
     key = _table_key(info)
     first, hu, padding = _domain(key) if key is not None else _domain.__wrapped__(info)
     fmt = pixel_format(info, clean=True)

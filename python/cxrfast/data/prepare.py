@@ -57,16 +57,16 @@ class PrepareReport:
     skipped: int = 0  # CT slices left out by the sampling, listed in skipped.csv
 
 
-def _load(item: tuple[Path, list[Path] | None], size: int, ct: CTSlices | None) -> tuple:
+def _load(item: tuple[Path, list[Path] | None, int | None], size: int, ct: CTSlices | None) -> tuple:
     """In a worker: ("ok", uint16 pixels, metadata, source shape, uint8 mask or None), ("error",
     reason) or ("skipped", reason)."""
-    path, mask_files = item
+    path, mask_files, frame = item
     try:
         if ct is None:
             image = load_image(path)
             pixels, metadata = image.pixels, image.metadata
         else:
-            pixels, body, metadata = load_slice(path, ct)
+            pixels, body, metadata = load_slice(path, ct, frame)
             if body < ct.min_body_share:
                 return "skipped", f"body covers {body:.3f} of the slice, under min_body_share {ct.min_body_share}"
         shape = shorter_side_shape(*pixels.shape, size)
@@ -115,7 +115,7 @@ def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int =
         for start in range(0, len(todo), shard_images):
             chunk = todo[start:start + shard_images]
             shard = max(shards, default=-1) + 1
-            results = mapper(load, [(s.path, mask_files.get(s.name)) for s in chunk])
+            results = mapper(load, [(s.path, mask_files.get(s.name), s.frame) for s in chunk])
             shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task), bool(masks))
     images, errors, skipped = _write_manifest(root, sources, shards, **planned)
     return PrepareReport(root, images, errors, len(todo), skipped)

@@ -35,6 +35,7 @@ class Source:
     path: Path
     name: str
     columns: dict[str, str] = field(default_factory=dict)
+    frame: int | None = None  # the frame of a multi-frame file this image is (an enhanced CT slice)
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pydicom.valuerep import DSfloat
 
 from cxrfast.io.dicom_writer import write_dicom
 
 AIR, FAT, MUSCLE, LUNG, VESSEL, MARROW, CORTEX = -1000, -100, 40, -850, 40, 300, 1000
 PADDING_HU = -2000
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,27 @@ def synthetic_ct(slices: int = 32, size: int = 64, *, seed: int = 0, spacing: fl
     return CTVolume(volume, z, pixel, tuple(found))
 
 
+def _stored(volume: CTVolume, rescale: tuple[float, float]) -> tuple[np.ndarray, int]:
+    """Stored values (HU − intercept) / slope as int16, and the padding's."""
+    slope, intercept = rescale
+    stored = np.rint((volume.hu.astype(np.float64) - intercept) / slope)
+    padding = int(np.rint((PADDING_HU - intercept) / slope))
+    if stored.min() < -32768 or stored.max() > 32767 or not -32768 <= padding <= 32767:
+        raise ValueError(f"rescale {rescale} does not fit the HU range in signed 16-bit stored values")
+    return stored.astype(np.int16), padding
+
+
+def _positions(volume: CTVolume, orientation: tuple[float, ...]) -> np.ndarray:
+    """Each slice's Image Position (Patient): its first pixel, the slices stacked along the normal."""
+    row, column = np.array(orientation[:3]), np.array(orientation[3:])
+    first_pixel = -(volume.hu.shape[1] - 1) / 2 * volume.pixel_spacing * (row + column)
+    return first_pixel + volume.z[:, None] * np.cross(row, column)
+
+
+def _thickness(volume: CTVolume) -> float:
+    return float(volume.z[1] - volume.z[0]) if len(volume.z) > 1 else 1.0
+
+
 def write_ct_series(folder: str | os.PathLike, volume: CTVolume, *, orientation: tuple[float, ...] = AXIAL,
                     rescale: tuple[float, float] = (1.0, -1024.0), transfer_syntax: str = "explicit",
                     shuffle: bool = False, seed: int = 0, patient_id: str = "CXRFAST-CT-0001") -> list[Path]:
@@ -116,29 +141,60 @@ def write_ct_series(folder: str | os.PathLike, volume: CTVolume, *, orientation:
     values are (HU − intercept) / slope, signed 16-bit, the padding value at PADDING_HU's. The
     slices stack along the normal of `orientation` (row × column cosines), which need not be
     axial. With `shuffle`, file names and Instance Numbers follow no order."""
-    slope, intercept = rescale
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    row, column = np.array(orientation[:3]), np.array(orientation[3:])
-    normal = np.cross(row, column)
-    size = volume.hu.shape[1]
-    first_pixel = -(size - 1) / 2 * volume.pixel_spacing * (row + column)
+    stored, padding = _stored(volume, rescale)
+    positions = _positions(volume, orientation)
     order = np.random.default_rng(seed).permutation(len(volume.z)) if shuffle else np.arange(len(volume.z))
-    stored = np.rint((volume.hu.astype(np.float64) - intercept) / slope)
-    padding = int(np.rint((PADDING_HU - intercept) / slope))
-    if stored.min() < -32768 or stored.max() > 32767 or not -32768 <= padding <= 32767:
-        raise ValueError(f"rescale {rescale} does not fit the HU range in signed 16-bit stored values")
     series = f"{patient_id}.series"
     paths = []
-    for k, z in enumerate(volume.z):
+    for k in range(len(volume.z)):
         name = folder / f"slice-{int(order[k]):04d}.dcm"
-        write_dicom(name, stored[k].astype(np.int16), modality="CT", transfer_syntax=transfer_syntax, bits_stored=16,
+        write_dicom(name, stored[k], modality="CT", transfer_syntax=transfer_syntax, bits_stored=16,
                     pixel_representation=1, rescale=rescale, padding=(padding, None), window=(-600, 1500),
                     patient_id=patient_id, seed=seed, series_instance_uid=generate_uid(entropy_srcs=[series]),
                     sop_instance_uid=generate_uid(entropy_srcs=[series, str(k)]), pixel_spacing=(volume.pixel_spacing,) * 2,
-                    image_position=tuple(float(v) for v in first_pixel + z * normal),
+                    image_position=tuple(float(v) for v in positions[k]),
                     image_orientation=tuple(float(v) for v in orientation), instance_number=int(order[k]) + 1,
-                    slice_thickness=float(volume.z[1] - volume.z[0]) if len(volume.z) > 1 else 1.0)
+                    slice_thickness=_thickness(volume))
         paths.append(name)
     return paths
+
+
+def _item(**values) -> Dataset:
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def _ds(values) -> list[DSfloat]:
+    return [DSfloat(float(v), auto_format=True) for v in values]
+
+
+def write_enhanced_ct(path: str | os.PathLike, volume: CTVolume, *, orientation: tuple[float, ...] = AXIAL,
+                      rescale: tuple[float, float] = (1.0, -1024.0), transfer_syntax: str = "explicit",
+                      shuffle: bool = False, seed: int = 0, patient_id: str = "CXRFAST-CT-0001") -> np.ndarray:
+    """`volume` as one Enhanced CT Image file: the slices as frames, their planes and the rescale
+    in the functional groups (orientation, spacing and rescale shared; each frame's position its
+    own). With `shuffle`, the frames follow no order; returns each frame's slice index."""
+    stored, padding = _stored(volume, rescale)
+    positions = _positions(volume, orientation)
+    order = np.random.default_rng(seed).permutation(len(volume.z)) if shuffle else np.arange(len(volume.z))
+    write_dicom(path, stored[order], modality="CT", transfer_syntax=transfer_syntax, bits_stored=16,
+                pixel_representation=1, padding=(padding, None), patient_id=patient_id, seed=seed)
+    ds = pydicom.dcmread(path)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = ENHANCED_CT_IMAGE_STORAGE
+    ds.SharedFunctionalGroupsSequence = [_item(
+        PixelMeasuresSequence=[_item(PixelSpacing=_ds([volume.pixel_spacing] * 2),
+                                     SliceThickness=DSfloat(_thickness(volume), auto_format=True))],
+        PlaneOrientationSequence=[_item(ImageOrientationPatient=_ds(orientation))],
+        PixelValueTransformationSequence=[_item(RescaleIntercept=DSfloat(rescale[1], auto_format=True),
+                                                RescaleSlope=DSfloat(rescale[0], auto_format=True),
+                                                RescaleType="HU")])]
+    ds.PerFrameFunctionalGroupsSequence = [_item(
+        FrameContentSequence=[_item(InStackPositionNumber=int(k) + 1)],
+        PlanePositionSequence=[_item(ImagePositionPatient=_ds(positions[k]))]) for k in order]
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return order
 

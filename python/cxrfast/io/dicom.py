@@ -133,7 +133,7 @@ def _stage_values(parsed, stored, info, stage, stored_range) -> np.ndarray:
 # Header fields that do not change a stage table: blanked so files of one series share a table.
 _NOT_IN_TABLE = dict(rows=1, columns=1, frames=1, transfer_syntax="", modality=None, view_position=None,
                      patient_id=None, study_instance_uid=None, series_instance_uid=None, sop_instance_uid=None,
-                     geometry=None)
+                     geometry=None, frame_geometry=())
 
 
 def _stage_table(parsed, info, stage, stored_range) -> tuple[np.ndarray, int]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from cxrfast import _C
 from cxrfast.errors import DicomError
-from cxrfast.io.dicom_tags import LUT_SEQUENCES, TAG, VR
+from cxrfast.io.dicom_tags import PER_FRAME, REPORTED_SEQUENCES, SHARED, TAG, VR
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 MAX_PIXELS = 1 << 31  # more values than this in one file is not a radiograph
@@ -96,6 +96,8 @@ class DicomInfo:
     series_instance_uid: str | None
     sop_instance_uid: str | None
     geometry: SliceGeometry | None = None  # for CT and other cross-sections; None when no field is present
+    # An enhanced multi-frame image's geometry of each frame (its functional groups); () otherwise.
+    frame_geometry: tuple[SliceGeometry, ...] = ()
 
     @property
     def is_signed(self) -> bool:
@@ -212,10 +214,7 @@ class ParsedFile:
         samples = self.integer("SamplesPerPixel", 1)
         self._check_dimensions(rows, columns, frames, samples, bits_allocated, bits_stored, pixel_representation)
 
-        slope, intercept = self.numbers("RescaleSlope"), self.numbers("RescaleIntercept")
-        rescale = None
-        if slope is not None and intercept is not None and slope.size and intercept.size:
-            rescale = Rescale(float(slope[0]), float(intercept[0]), self.string("RescaleType"))
+        rescale = self.rescale() or self.frames_rescale(frames)
         centers, widths = self.numbers("WindowCenter"), self.numbers("WindowWidth")
         function = (self.string("VOILUTFunction") or "LINEAR").upper()
         windows: tuple[Window, ...] = ()
@@ -237,24 +236,60 @@ class ParsedFile:
             modality=self.string("Modality"), view_position=self.string("ViewPosition"),
             patient_id=self.string("PatientID"), study_instance_uid=self.string("StudyInstanceUID"),
             series_instance_uid=self.string("SeriesInstanceUID"), sop_instance_uid=self.string("SOPInstanceUID"),
-            geometry=self.geometry(),
+            geometry=self.geometry(), frame_geometry=self.frame_geometry(frames),
         )
 
-    def geometry(self) -> SliceGeometry | None:
-        def vector(keyword: str, size: int) -> tuple[float, ...] | None:
-            values = self.numbers(keyword)
-            if values is None:
-                return None
-            if values.size != size or not np.isfinite(values).all():
-                raise self.fail(f"{keyword} holds {values.tolist()}, not {size} finite numbers")
-            return tuple(float(v) for v in values)
+    def rescale(self, seq: int = 0, item: int = -1) -> Rescale | None:
+        slope, intercept = self.numbers("RescaleSlope", seq, item), self.numbers("RescaleIntercept", seq, item)
+        if slope is not None and intercept is not None and slope.size and intercept.size:
+            return Rescale(float(slope[0]), float(intercept[0]), self.string("RescaleType", seq, item))
+        return None
 
-        thickness, tilt = self.numbers("SliceThickness"), self.numbers("GantryDetectorTilt")
-        geometry = SliceGeometry(vector("ImagePositionPatient", 3), vector("ImageOrientationPatient", 6),
-                                 self.integer("InstanceNumber"), vector("PixelSpacing", 2),
-                                 float(thickness[0]) if thickness is not None and thickness.size else None,
-                                 float(tilt[0]) if tilt is not None and tilt.size else None)
+    def frames_rescale(self, frames: int) -> Rescale | None:
+        """An enhanced image's rescale, shared or per frame (one for every frame: per-frame
+        values that differ are not read)."""
+        shared = self.rescale(SHARED, 0)
+        if shared is not None:
+            return shared
+        found = {self.rescale(PER_FRAME, i) for i in range(frames)}
+        if len(found) > 1:
+            raise self.fail(f"the frames' Rescale Slope/Intercept differ ({len(found)} values), which cxrfast does "
+                            "not read")
+        return found.pop() if found else None
+
+    def _vector(self, keyword: str, size: int, seq: int = 0, item: int = -1) -> tuple[float, ...] | None:
+        values = self.numbers(keyword, seq, item)
+        if values is None:
+            return None
+        if values.size != size or not np.isfinite(values).all():
+            raise self.fail(f"{keyword} holds {values.tolist()}, not {size} finite numbers")
+        return tuple(float(v) for v in values)
+
+    def _number(self, keyword: str, seq: int = 0, item: int = -1) -> float | None:
+        values = self.numbers(keyword, seq, item)
+        return float(values[0]) if values is not None and values.size else None
+
+    def geometry(self) -> SliceGeometry | None:
+        geometry = SliceGeometry(self._vector("ImagePositionPatient", 3), self._vector("ImageOrientationPatient", 6),
+                                 self.integer("InstanceNumber"), self._vector("PixelSpacing", 2),
+                                 self._number("SliceThickness"), self._number("GantryDetectorTilt"))
         return None if all(v is None for v in geometry.__dict__.values()) else geometry
+
+    def frame_geometry(self, frames: int) -> tuple[SliceGeometry, ...]:
+        """Each frame's plane from the functional groups: per frame where given, else shared."""
+        if frames < 2 or not any(k[0] == PER_FRAME for k in self.elements):
+            return ()
+
+        def each_frame(read, keyword, *size):
+            """The frame's own value, else the shared one, for every frame."""
+            return [next((v for v in (read(keyword, *size, PER_FRAME, i), read(keyword, *size, SHARED, 0))
+                          if v is not None), None) for i in range(frames)]
+
+        fields = zip(each_frame(self._vector, "ImagePositionPatient", 3),
+                     each_frame(self._vector, "ImageOrientationPatient", 6),
+                     each_frame(self._vector, "PixelSpacing", 2), each_frame(self._number, "SliceThickness"))
+        return tuple(SliceGeometry(position, orientation, None, spacing, thickness, None)
+                     for position, orientation, spacing, thickness in fields)
 
     def _check_dimensions(self, rows, columns, frames, samples, bits_allocated, bits_stored, representation):
         if rows <= 0 or columns <= 0:
@@ -276,7 +311,7 @@ class ParsedFile:
 def parse_buffer(source, buffer, *, stop_before_pixels: bool = False, partial: bool = False) -> ParsedFile:
     """Run the native parser over `buffer`, turning its errors into DicomError."""
     try:
-        table = _C.parse(buffer, stop_before_pixels=stop_before_pixels, partial=partial, sequences=list(LUT_SEQUENCES))
+        table = _C.parse(buffer, stop_before_pixels=stop_before_pixels, partial=partial, sequences=list(REPORTED_SEQUENCES))
     except _C.ParseError as e:
         raise DicomError(source, str(e)) from None
     return ParsedFile(source, buffer, table)

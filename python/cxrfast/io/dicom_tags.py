@@ -47,6 +47,13 @@ ATTRIBUTES: dict[str, tuple[int, str]] = {
     "LUTData": (0x00283006, "lt"),
     "VOILUTSequence": (0x00283010, "SQ"),
     "PresentationLUTShape": (0x20500020, "CS"),
+    "FrameContentSequence": (0x00209111, "SQ"),
+    "PlanePositionSequence": (0x00209113, "SQ"),
+    "PlaneOrientationSequence": (0x00209116, "SQ"),
+    "PixelMeasuresSequence": (0x00289110, "SQ"),
+    "PixelValueTransformationSequence": (0x00289145, "SQ"),
+    "SharedFunctionalGroupsSequence": (0x52009229, "SQ"),
+    "PerFrameFunctionalGroupsSequence": (0x52009230, "SQ"),
     "ExtendedOffsetTable": (0x7FE00001, "OV"),
     "ExtendedOffsetTableLengths": (0x7FE00002, "OV"),
 }
@@ -54,5 +61,11 @@ ATTRIBUTES: dict[str, tuple[int, str]] = {
 TAG = {keyword: tag for keyword, (tag, _) in ATTRIBUTES.items()}
 VR = {tag: vr for tag, vr in ATTRIBUTES.values()}
 
-# Sequences whose items the parser reports.
+# Sequences whose items the parser reports: the LUTs, and an enhanced multi-frame image's
+# functional groups (the macros inside them are reported as elements of their group's item).
 LUT_SEQUENCES = (TAG["ModalityLUTSequence"], TAG["VOILUTSequence"])
+SHARED, PER_FRAME = TAG["SharedFunctionalGroupsSequence"], TAG["PerFrameFunctionalGroupsSequence"]
+# The macros' own sequences, named so implicit VR files' defined-length ones are recognised.
+MACRO_SEQUENCES = tuple(TAG[k] for k in ("FrameContentSequence", "PlanePositionSequence", "PlaneOrientationSequence",
+                                         "PixelMeasuresSequence", "PixelValueTransformationSequence"))
+REPORTED_SEQUENCES = (*LUT_SEQUENCES, SHARED, PER_FRAME, *MACRO_SEQUENCES)
