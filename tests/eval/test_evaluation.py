@@ -16,6 +16,7 @@ from cxrfast.eval import (Predictions, benjamini_hochberg, bootstrap_interval, b
                           delong_test, draw_resamples, holm, operating_point, youden_threshold)
 from cxrfast.eval.comparison import compare_predictions
 from cxrfast.eval.evaluation import EvaluationSettings, evaluate_predictions
+from cxrfast.eval.operating_point import RATES
 from cxrfast.eval.resamples import Resamples
 from helpers.predictions import FINDINGS, synthetic_predictions
 
@@ -56,7 +57,9 @@ def test_the_metrics_equal_the_statistics_computed_directly(written, tmp_path):
         assert m["average_precision"] == pytest.approx(average_precision_score(positive, test.scores[known, f]))
         v_known = (validate.targets[:, f] == 0) | (validate.targets[:, f] == 1)
         threshold = youden_threshold(validate.scores[v_known, f], validate.targets[v_known, f])
-        assert m["operating_points"]["youden"] == operating_point(test.scores[known, f], positive, threshold).as_dict()
+        point = dict(m["operating_points"]["youden"])
+        assert set(point.pop("ci")) == set(RATES)  # the CIs: tests/eval/test_threshold_bootstrap.py
+        assert point == operating_point(test.scores[known, f], positive, threshold).as_dict()
     assert metrics["findings"]["Nodule"]["auroc"] is None and metrics["findings"]["Nodule"]["delong_ci"] == [None] * 2
     assert metrics["mean_auroc"]["value"] == pytest.approx(boot.mean)
     assert metrics["mean_auroc"]["bootstrap_ci"] == [boot.mean_lower, boot.mean_upper]

@@ -39,8 +39,11 @@ def test_the_evaluationread_page(folders):
         close(row[3], m["auroc"])
         close(row[4], *m["delong_ci"])
         close(row[5], *m["bootstrap_ci"])
-        close(row[6], m["average_precision"])
-        for cell, key in zip(row[7:], ("threshold", "sensitivity", "specificity", "ppv", "npv")):
+        close(row[6], m["average_precision"], *m["average_precision_ci"])
+        close(row[7], youden["threshold"])
+        close(row[8], youden["accuracy"], *youden["ci"]["accuracy"])
+        close(row[9], youden["f1"], *youden["ci"]["f1"])
+        for cell, key in zip(row[10:], ("sensitivity", "specificity", "ppv", "npv")):
             close(cell, youden[key])
     close(table[-1][3], metrics["mean_auroc"]["value"])
     close(table[-1][5], *metrics["mean_auroc"]["bootstrap_ci"])

@@ -1,7 +1,8 @@
 """One model's evaluation on one split of its `predictions.csv`, as a paper's table reports it:
 per finding the numbers of cases, controls and unknown labels, the AUROC with its DeLong and its
 bootstrap 95% CI, the average precision, and what the model does at operating points chosen on
-the validation split (Youden's J, and fixed sensitivity and specificity) and applied here; the
+the validation split (Youden's J, and fixed sensitivity and specificity) and applied here, the
+AP and each rate with its percentile CI on the AUROC's replicates; the
 mean AUROC over the findings that have one, with its bootstrap CI, naming those left out.
 
 Only 1 and 0 are known targets: −1 (uncertain) and blank are left out of that finding, as
@@ -30,6 +31,7 @@ from cxrfast.eval.operating_point import RATES, operating_point
 from cxrfast.eval.predictions import Predictions
 from cxrfast.eval.resamples import Resamples, draw_resamples
 from cxrfast.eval.segmentation_evaluation import evaluate_segmentation, is_segmentation
+from cxrfast.eval.threshold_bootstrap import average_precision_interval, rates_interval
 from cxrfast.eval.thresholds import sensitivity_threshold, specificity_threshold, youden_threshold
 
 METRICS_JSON, METRICS_CSV, PREDICTIONS_USED, REPLICATES_FILE = ("metrics.json", "metrics.csv", "predictions.csv",
@@ -64,8 +66,10 @@ def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(average_precision_score(positive, scores)) if positive.any() else math.nan
 
 
-def _operating_points(validation: Predictions | None, test: Predictions, f: int, settings: EvaluationSettings):
-    """The thresholds chosen on validation for finding f, applied to the test rows."""
+def _operating_points(validation: Predictions | None, test: Predictions, f: int, settings: EvaluationSettings,
+                      resamples: Resamples):
+    """The thresholds chosen on validation for finding f, applied to the test rows, each rate with
+    its percentile CI over the test set's replicates."""
     choose = {"youden": (youden_threshold, ()), f"sensitivity_{settings.sensitivity:g}":
               (sensitivity_threshold, (settings.sensitivity,)), f"specificity_{settings.specificity:g}":
               (specificity_threshold, (settings.specificity,))}
@@ -77,7 +81,9 @@ def _operating_points(validation: Predictions | None, test: Predictions, f: int,
         if validation is not None:
             v_known = (validation.targets[:, f] == 0) | (validation.targets[:, f] == 1)
             threshold = criterion(validation.scores[v_known, f], validation.targets[v_known, f], *args)
-        points[name] = operating_point(scores, positive, threshold).as_dict()
+        points[name] = {**operating_point(scores, positive, threshold).as_dict(),
+                        "ci": rates_interval(scores, positive, threshold, resamples.units[known], resamples, f,
+                                             settings.level)}
     return points
 
 
@@ -107,7 +113,9 @@ def evaluate(predictions: Predictions, settings: EvaluationSettings = Evaluation
             "auroc": float(delong.auc[f]), "delong_ci": [float(delong.lower[f]), float(delong.upper[f])],
             "bootstrap_ci": [float(boot.lower[f]), float(boot.upper[f])],
             "average_precision": average_precision(test.scores[known, f], positive),
-            "operating_points": _operating_points(validation, test, f, settings)}
+            "average_precision_ci": average_precision_interval(test.scores[known, f], positive,
+                                                               resamples.units[known], resamples, f, settings.level),
+            "operating_points": _operating_points(validation, test, f, settings, resamples)}
     defined = [name for name, d in zip(findings, boot.defined) if d]
     metrics = {
         "split": settings.split, "images": len(test.images), "patients": len(set(test.patients)),

@@ -45,7 +45,9 @@ def p_value(value) -> str:
 
 
 def interval(bounds) -> str:
-    return "–" if bounds is None or None in bounds else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+    if bounds is None or None in bounds or any(math.isnan(b) for b in bounds):
+        return "–"
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def _png(figure) -> str:
@@ -186,17 +188,19 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def metrics_table(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["finding", "cases", "controls", "AUROC", "DeLong CI", "bootstrap CI", "AP", "Youden threshold",
-              "sensitivity", "specificity", "PPV", "NPV"]
+    rates = ("accuracy", "f1", "sensitivity", "specificity", "ppv", "npv")
+    header = ["finding", "cases", "controls", "AUROC", "DeLong CI", "bootstrap CI", "AP [CI]", "Youden threshold",
+              "accuracy [CI]", "F1 [CI]", "sensitivity", "specificity", "PPV", "NPV"]
     rows = []
     for name, m in metrics["findings"].items():
         youden = m["operating_points"]["youden"]
+        with_ci = [f"{number(youden[r])} {interval(youden.get('ci', {}).get(r))}" for r in rates[:2]]
         rows.append([name, str(m["cases"]), str(m["controls"]), number(m["auroc"]), interval(m["delong_ci"]),
-                     interval(m["bootstrap_ci"]), number(m["average_precision"]), number(youden["threshold"]),
-                     number(youden["sensitivity"]), number(youden["specificity"]), number(youden["ppv"]),
-                     number(youden["npv"])])
+                     interval(m["bootstrap_ci"]), f"{number(m['average_precision'])} "
+                     f"{interval(m.get('average_precision_ci'))}", number(youden["threshold"]), *with_ci,
+                     *(number(youden[r]) for r in rates[2:])])
     mean = metrics["mean_auroc"]
-    rows.append(["mean", "", "", number(mean["value"]), "", interval(mean["bootstrap_ci"]), "", "", "", "", "", ""])
+    rows.append(["mean", "", "", number(mean["value"]), "", interval(mean["bootstrap_ci"]), *[""] * 8])
     return header, rows
 
 
