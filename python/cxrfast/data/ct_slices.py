@@ -28,12 +28,12 @@ import numpy as np
 
 from cxrfast import _C
 from cxrfast.data.ct_display import PADDING_FILL_HU, CTDisplay
-from cxrfast.data.sources import Source
+from cxrfast.data.sources import Source, header_metadata
 from cxrfast.errors import ConfigError, CxrfastError, DataError
 from cxrfast.io import read_dicom, read_header
 from cxrfast.io.dicom_display import modality, modality_range, padding_mask, stored_domain
 from cxrfast.io.dicom_pixels import pixel_format
-from cxrfast.io.dicom_header import DicomInfo
+from cxrfast.io.dicom import table_key
 from cxrfast.io.dicom_series import Slice, SeriesError, group_series, order_series
 
 BODY_HU = -500.0  # soft tissue and bone; lung and air lie below
@@ -121,7 +121,7 @@ def load_slice(path: Path, ct: CTSlices, frame: int | None = None) -> tuple[np.n
     if stored.ndim != 2:
         raise DataError(f"{path}: {info.frames} frames of {info.samples_per_pixel} samples without a plane for "
                         "each frame; a CT slice is one frame of one sample (an enhanced CT has its planes)")
-    key = _table_key(info)
+    key = table_key(info)
     first, hu, padding = _domain(key) if key is not None else _domain.__wrapped__(info)
     fmt = pixel_format(info, clean=True)
     if ct.display.kind != "min_max":
@@ -137,19 +137,7 @@ def load_slice(path: Path, ct: CTSlices, frame: int | None = None) -> tuple[np.n
     body = math.nan
     if ct.min_body_share > 0:
         body = float(_mapped(stored, fmt, (hu > BODY_HU) & ~padding, first).mean())
-    metadata = {"patient_id": info.patient_id, "study_instance_uid": info.study_instance_uid,
-                "sop_instance_uid": info.sop_instance_uid}
-    return out, body, {k: v or "" for k, v in metadata.items()}
-
-
-def _table_key(info) -> DicomInfo | None:
-    """The header fields a slice's tables depend on, for reuse across a series; None (no reuse)
-    with a Modality LUT Sequence, whose table is an array."""
-    if info.modality_lut is not None:
-        return None
-    return replace(info, **{f: None for f in ("modality", "view_position", "patient_id", "study_instance_uid",
-                                             "series_instance_uid", "sop_instance_uid", "geometry", "window",
-                                             "voi_lut")}, rows=1, columns=1, transfer_syntax="", windows=())
+    return out, body, header_metadata(info)
 
 
 @functools.lru_cache(maxsize=16)

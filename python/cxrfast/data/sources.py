@@ -105,9 +105,14 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     if image.pixels.ndim != 2:
         raise DataError(f"{path}: {info.photometric_interpretation} with {info.samples_per_pixel} samples per "
                         "pixel; expected a monochrome radiograph")
+    return LoadedImage(image.pixels, header_metadata(info))
+
+
+def header_metadata(info) -> dict[str, str]:
+    """What a cache manifest keeps of a DICOM header: Patient ID, View Position and the UIDs."""
     metadata = {"patient_id": info.patient_id, "view_position": info.view_position,
                 "study_instance_uid": info.study_instance_uid, "sop_instance_uid": info.sop_instance_uid}
-    return LoadedImage(image.pixels, {k: v or "" for k, v in metadata.items()})
+    return {k: v or "" for k, v in metadata.items()}
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:

@@ -136,13 +136,20 @@ _NOT_IN_TABLE = dict(rows=1, columns=1, frames=1, transfer_syntax="", modality=N
                      geometry=None, frame_geometry=())
 
 
+def table_key(info: DicomInfo) -> DicomInfo | None:
+    """`info` with the fields no stage table depends on blanked, so the files of a series share
+    their tables; None with a LUT Sequence, whose array cannot be a cache key."""
+    if info.modality_lut is not None or info.voi_lut is not None:
+        return None
+    return replace(info, **_NOT_IN_TABLE)
+
+
 def _stage_table(parsed, info, stage, stored_range) -> tuple[np.ndarray, int]:
     """The stage evaluated over every stored value: (read-only float32 table, first stored value).
     Tables without LUT sequences are kept for reuse: a 16-bit table costs about a millisecond."""
     try:
-        if info.modality_lut is None and info.voi_lut is None:
-            return _table(replace(info, **_NOT_IN_TABLE), stage, stored_range)
-        return _table.__wrapped__(info, stage, stored_range)
+        key = table_key(info)
+        return _table(key, stage, stored_range) if key is not None else _table.__wrapped__(info, stage, stored_range)
     except ValueError as e:  # a window the standard forbids, an unknown VOI LUT Function
         raise parsed.fail(str(e)) from None
 
