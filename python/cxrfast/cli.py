@@ -189,9 +189,9 @@ def _statistics_arguments(parser) -> None:
 
 
 # Flags for the keys set most often; any other key goes through --set key=value.
-_PRETRAIN_FLAGS = ("method", "data", "backbone", "out", "epochs", "batch_size", "image_size", "workers", "device",
-                   "loader")
-_FINETUNE_FLAGS = ("task", "data", "init", "mode", "backbone", "out", "epochs", "batch_size", "image_size",
+_PRETRAIN_FLAGS = ("method", "data", "display", "backbone", "out", "epochs", "batch_size", "image_size", "workers",
+                   "device", "loader")
+_FINETUNE_FLAGS = ("task", "data", "display", "init", "mode", "backbone", "out", "epochs", "batch_size", "image_size",
                    "label_fraction", "workers", "device")
 
 
@@ -252,7 +252,9 @@ def _flag_type(annotation: str):
 
 _COMMON_HELP = {"data": "a prepared cache, a folder of images or a manifest CSV", "out": "the run directory",
                 "epochs": "passes over the data", "batch_size": "per process", "image_size": "pixels",
-                "workers": "loader worker processes", "device": "auto, cpu, cuda or cuda:N"}
+                "workers": "loader worker processes", "device": "auto, cpu, cuda or cuda:N",
+                "display": "a CT cache of Hounsfield units (prepare --ct hu): the windows the network sees, e.g. lung "
+                           "or lung+mediastinum+bone (a channel each), or min_max"}
 
 
 def _training_parsers(commands) -> None:
@@ -338,8 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--masks", default=None, metavar="COLUMN",
                          help="cache the segmentation masks this manifest column names (e.g. lung_mask) with the images")
     prepare.add_argument("--ct", default=None, metavar="DISPLAY",
-                         help="the files are CT slices: order them by series and show them through this window "
-                              "(lung, mediastinum, soft_tissue, bone, brain, liver) or min_max (Wolf et al.'s)")
+                         help="the files are CT slices: order them by series and cache them through this policy: a "
+                              "window (lung, mediastinum, soft_tissue, bone, brain, liver), several joined by + as "
+                              "channels (lung+mediastinum+bone), min_max (Wolf et al.'s) or hu (int16 Hounsfield "
+                              "units, windowed by the training's --display)")
     prepare.add_argument("--slice-step", type=int, default=1, help="with --ct: keep every k-th slice of each series")
     prepare.add_argument("--min-body-share", type=float, default=0.0,
                          help="with --ct: skip slices whose body (above -500 HU) covers less of the image")

@@ -132,8 +132,21 @@ def test_bad_inputs():
         ViewAugment(scale=(0.5, 0.2))
     with pytest.raises(ValueError, match="hflip"):
         ViewAugment(hflip=1.5)
-    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
-        ViewAugment()(torch.rand(2, 3, 8, 8), torch.Generator())
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        ViewAugment()(torch.rand(2, 8, 8), torch.Generator())
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        ViewAugment()(torch.ones(2, 1, 8, 8, dtype=torch.uint8), torch.Generator())
+
+
+def test_a_slices_windows_move_and_change_together():
+    """Channels (a CT slice's windows) share every draw: each channel of a 3-channel view is the
+    view of that channel alone under the same generator, crops, turns, flips, jitter and blur."""
+    images = torch.rand(4, 3, 40, 48)
+    augment = ViewAugment(size=(24, 24), hflip=0.5, rotation=20.0, blur=0.7)
+    together = augment(images, torch.Generator().manual_seed(3))
+    for c in range(3):
+        alone = augment(images[:, c:c + 1], torch.Generator().manual_seed(3))
+        torch.testing.assert_close(together[:, c:c + 1], alone, atol=1e-6, rtol=1e-6)
 
 
 def test_masks_move_with_their_images():
@@ -159,5 +172,5 @@ def test_masks_move_with_their_images():
     jittered, kept = ViewAugment(size=(64, 64), brightness=0.5).with_masks(masks * 0.5, masks,
                                                                           torch.Generator().manual_seed(1))
     assert set(kept.unique().tolist()) <= {0.0, 1.0} and not torch.equal(jittered > 0.25, kept > 0.5)
-    with pytest.raises(ValueError, match="must have the images' shape"):
+    with pytest.raises(ValueError, match="must be one channel of the images'"):
         augment.with_masks(masks, masks[:2], torch.Generator())

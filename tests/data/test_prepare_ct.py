@@ -61,7 +61,7 @@ def test_slices_are_cached_in_order_with_their_window(tmp_path, archive):
             hu = apply_modality_lut(ds.pixel_array, ds)
             hu = np.where(ds.pixel_array == ds.PixelPaddingValue, -1024.0, hu)
             expected = np.clip((hu - (level - width / 2)) / width, 0, 1)
-            np.testing.assert_allclose(cache.pixels(i) / PIXEL_SCALE, expected, atol=1 / PIXEL_SCALE)
+            np.testing.assert_allclose(cache.pixels(i)[0] / PIXEL_SCALE, expected, atol=1 / PIXEL_SCALE)
     errors = _rows(report.root / "errors.csv")
     assert len(errors) == 4 and all("slices are missing between" in e["reason"] for e in errors)
     again = prepare_cache(root, tmp_path / "cache", size=SIZE, workers=0, progress=False,
@@ -82,7 +82,7 @@ def test_sampling_lists_what_it_leaves_out(tmp_path, archive, capsys):
     assert [int(r["slice_index"]) for r in cache.records] == [0, 3, 6]
     skipped = _rows(tmp_path / "every" / "skipped.csv")
     assert sorted(r["name"] for r in skipped) == sorted(p.name for i, p in enumerate(paths[0]) if i % 3)
-    first = cache.pixels(0) / PIXEL_SCALE  # Wolf et al.'s per-slice min-max: the full range is used
+    first = cache.pixels(0)[0] / PIXEL_SCALE  # Wolf et al.'s per-slice min-max: the full range is used
     assert first.min() == 0 and first.max() == 1
     # The body share: the synthetic slices' soft tissue and bone cover about a third of the image.
     body = prepare_cache(root / "patient1", tmp_path / "body", size=SIZE, workers=0, progress=False,
@@ -91,16 +91,78 @@ def test_sampling_lists_what_it_leaves_out(tmp_path, archive, capsys):
     assert all("under min_body_share 0.99" in r["reason"] for r in _rows(tmp_path / "body" / "skipped.csv"))
 
 
-def test_policies_the_single_channel_cache_cannot_hold_are_refused():
-    for text in ("hu", "lung+bone"):
-        with pytest.raises(ConfigError, match="one channel of display values"):
-            CTSlices(CTDisplay.parse(text))
+def _pydicom_hu(path):
+    ds = pydicom.dcmread(path)
+    return np.where(ds.pixel_array == ds.PixelPaddingValue, -1024.0, apply_modality_lut(ds.pixel_array, ds))
+
+
+def _window(hu, name):
+    level, width = WINDOWS[name]
+    return np.clip((hu - (level - width / 2)) / width, 0, 1)
+
+
+def test_a_cache_of_hounsfield_units_is_windowed_when_read(tmp_path, archive):
+    root, volumes, paths = archive
+    ct = CTSlices(CTDisplay.parse("hu"))
+    report = prepare_cache(root / "patient0", tmp_path / "hu", size=SIZE, workers=0, progress=False, ct=ct)
+    assert sorted(p.suffix for p in report.root.glob("shard-*")) == [".i16", ".json"]
+    with pytest.raises(ConfigError, match="a cache of Hounsfield units; choose how"):
+        PreparedCache(report.root)
+    cache = PreparedCache(report.root, display="lung+bone")
+    assert cache.channels == 2 and cache.settings["format"] == 2
+    per_slice = PreparedCache(report.root, display=CTDisplay.parse("min_max"))
+    for i in (0, 4, 7):
+        hu = _pydicom_hu(root / "patient0" / cache.records[i]["name"])
+        assert cache.pixels(i).dtype == np.int16
+        np.testing.assert_array_equal(cache.pixels(i)[0], hu)  # integral HU under LIDC's rescale
+        np.testing.assert_allclose(cache[i].numpy(), np.stack([_window(hu, "lung"), _window(hu, "bone")]),
+                                   atol=1e-6)
+        np.testing.assert_allclose(per_slice[i][0].numpy(), (hu - hu.min()) / (hu.max() - hu.min()), atol=1e-6)
+    # Prepared in two parts and merged, the int16 shards move like the uint16 ones.
+    for k in (1, 2):
+        prepare_cache(root / "patient0", tmp_path / "merged", size=SIZE, workers=0, progress=False, ct=ct, part=(k, 2))
+    from cxrfast.data.prepare import merge_parts
+
+    merge_parts(root / "patient0", tmp_path / "merged", 2, size=SIZE, progress=False, ct=ct)
+    merged = PreparedCache(tmp_path / "merged", display="lung+bone")
+    assert [r["name"] for r in merged.records] == [r["name"] for r in cache.records]
+    for i in range(len(cache)):
+        np.testing.assert_array_equal(merged.pixels(i), cache.pixels(i))
+
+
+def test_several_windows_are_channels_of_one_cache(tmp_path, archive):
+    root, volumes, paths = archive
+    names = ("lung", "mediastinum", "bone")
+    report = prepare_cache(root / "patient1", tmp_path / "windows", size=SIZE // 2, workers=0, progress=False,
+                           ct=CTSlices(CTDisplay.parse("+".join(names))))
+    cache = PreparedCache(report.root)
+    assert cache.channels == 3 and cache.settings["format"] == 2
+    for i in range(len(cache)):
+        hu = _pydicom_hu(root / "patient1" / cache.records[i]["name"])
+        # Each window is shrunk on its own: the area mean of its values, 2 × 2 to 1 here.
+        expected = np.stack([_window(hu, n).reshape(SIZE // 2, 2, SIZE // 2, 2).mean((1, 3)) for n in names])
+        assert cache[i].shape == (3, SIZE // 2, SIZE // 2)
+        np.testing.assert_allclose(cache[i].numpy(), expected, atol=2 / PIXEL_SCALE)
+    for display in ("lung", "hu"):  # display values are shown already: only their own policy is accepted
+        with pytest.raises(ConfigError, match="applies to a cache of Hounsfield units"):
+            PreparedCache(report.root, display=display)
+    assert PreparedCache(report.root, display="lung+mediastinum+bone").channels == 3
+
+
+def test_a_cache_from_a_newer_format_is_refused(tmp_path):
+    (tmp_path / "cache.json").write_text('{"format": 99, "size": 8}')
+    (tmp_path / "manifest.csv").write_text("name,shard,offset,rows,columns\n")
+    with pytest.raises(DataError, match="format 99 is newer"):
+        PreparedCache(tmp_path)
+
+
+def test_slice_sampling_is_checked():
     with pytest.raises(ConfigError, match="slice_step must be at least 1"):
         CTSlices(CTDisplay.parse("lung"), slice_step=0)
 
 
 @pytest.mark.parametrize("rescale", [(1.0, -1024.0), (0.5, -1024.0), (-1.0, 1024.0)])
-@pytest.mark.parametrize("display", ["min_max", "bone"])
+@pytest.mark.parametrize("display", ["min_max", "bone", "hu"])
 def test_a_slice_equals_pydicoms_hu_through_the_policy(tmp_path, rescale, display):
     """load_slice maps stored values through one table; pydicom's HU with the formula in numpy."""
     from cxrfast.data.ct_slices import BODY_HU, load_slice
@@ -113,11 +175,13 @@ def test_a_slice_equals_pydicoms_hu_through_the_policy(tmp_path, rescale, displa
     hu = np.where(padding, -1024.0, apply_modality_lut(stored, ds))
     if display == "min_max":
         expected = (hu - hu.min()) / (hu.max() - hu.min())
+    elif display == "hu":  # float32 HU; the cache rounds them to int16
+        expected = hu
     else:
         level, width = WINDOWS[display]
         expected = np.clip((hu - (level - width / 2)) / width, 0, 1)
     shown, body, metadata = load_slice(path, CTSlices(CTDisplay.parse(display), min_body_share=0.1))
-    np.testing.assert_allclose(shown, expected, atol=1e-6)
+    np.testing.assert_allclose(shown[0], expected, atol=1e-6, rtol=1e-6)
     assert body == pytest.approx(((apply_modality_lut(stored, ds) > BODY_HU) & ~padding).mean())
     assert metadata["sop_instance_uid"] == ds.SOPInstanceUID
 
@@ -146,5 +210,5 @@ def test_an_enhanced_cts_frames_are_slices_placed_by_its_functional_groups(tmp_p
     level, width = WINDOWS["lung"]
     for j in (0, 3, 6):
         hu = np.where(volume.hu[j] == -2000, -1024.0, volume.hu[j])
-        np.testing.assert_allclose(cache.pixels(j) / PIXEL_SCALE, np.clip((hu - (level - width / 2)) / width, 0, 1),
+        np.testing.assert_allclose(cache.pixels(j)[0] / PIXEL_SCALE, np.clip((hu - (level - width / 2)) / width, 0, 1),
                                    atol=1 / PIXEL_SCALE)

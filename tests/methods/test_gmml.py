@@ -20,9 +20,10 @@ from cxrfast.train.optim import clip_gradients
 from cxrfast.train.recipes import recipe
 
 
-def _vit(depth=4, size=32):
+def _vit(depth=4, size=32, channels=1):
     timm = import_timm()
-    return timm.models.vision_transformer.VisionTransformer(img_size=size, patch_size=8, in_chans=1, num_classes=0,
+    return timm.models.vision_transformer.VisionTransformer(img_size=size, patch_size=8, in_chans=channels,
+                                                            num_classes=0,
                                                             embed_dim=32, depth=depth, num_heads=2)
 
 
@@ -54,17 +55,18 @@ def test_features_are_the_mean_of_the_chosen_blocks_under_the_final_norm():
     assert method.features(x).shape == (2, 16, 32)
 
 
-def test_a_step_reconstructs_corrupted_pixels_and_trains_backbone_and_head():
-    method = GMML(_vit(), blocks=(2, 4))
+@pytest.mark.parametrize("channels", [1, 3])  # a radiograph, a CT slice's three windows
+def test_a_step_reconstructs_corrupted_pixels_and_trains_backbone_and_head(channels):
+    method = GMML(_vit(channels=channels), blocks=(2, 4))
     captured = {}
     method.head.register_forward_hook(lambda module, inputs, output: captured.update(output=output) or
                                       output.retain_grad())
-    views = [torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)]
+    views = [torch.rand(4, channels, 32, 32), torch.rand(4, channels, 32, 32)]
     method.generator.manual_seed(0)
     loss = method.training_step(Batch(views=views))
     loss.backward()
     reconstruction = captured["output"]
-    assert reconstruction.shape == (8, 1, 32, 32) and torch.isfinite(loss)
+    assert reconstruction.shape == (8, channels, 32, 32) and torch.isfinite(loss)
     # The same corruption again, from the same generator state: the gradient reaches exactly
     # its masked pixels.
     from cxrfast.nn.group_masking import group_corruption

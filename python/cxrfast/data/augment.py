@@ -1,5 +1,6 @@
-"""Augmentations for radiographs, on batches of 1-channel images (B, 1, H, W) in [0, 1], any
-device, each sample with its own parameters drawn from an explicit generator.
+"""Augmentations for radiographs and CT slices, on batches of images (B, C, H, W) in [0, 1] (one
+channel, or a CT slice's windows as channels), any device, each sample with its own parameters
+drawn from an explicit generator; a sample's channels move and change together.
 
 Geometry is one resampling per batch: the random resized crop (area and aspect as torchvision's
 RandomResizedCrop draws them), a small rotation about the crop's centre and an optional
@@ -11,7 +12,7 @@ map, sampled nearest and unfiltered, so that they stay 0 or 1 (`ViewAugment.with
 Horizontal flips are off by default: laterality matters on a radiograph (the heart is on the
 patient's left).
 
-Intensity follows: brightness (added), contrast (scaled about the image mean), gamma, then a
+Intensity follows: brightness (added), contrast (scaled about each channel's mean), gamma, then a
 Gaussian blur with a per-sample sigma, reflected at the borders (a radiograph's edge continues
 its anatomy better than black does); outputs are clamped to [0, 1].
 """
@@ -54,14 +55,14 @@ class ViewAugment:
                 raise ValueError(f"ViewAugment.{name} = {getattr(self, name)!r} is out of range")
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """(B, 1, H, W) float in [0, 1] -> one augmented view (B, 1, *size)."""
+        """(B, C, H, W) float in [0, 1] -> one augmented view (B, C, *size)."""
         return self._augment(images, None, generator)[0]
 
     def with_masks(self, images: Tensor, masks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """The view of `images` and the same crop, turn and flip of their (B, 1, H, W) masks,
         sampled nearest (a mask stays 0 or 1); intensity changes touch the images only."""
-        if masks.shape != images.shape:
-            raise ValueError(f"masks {tuple(masks.shape)} must have the images' shape {tuple(images.shape)}")
+        if masks.shape != (images.shape[0], 1, *images.shape[2:]):
+            raise ValueError(f"masks {tuple(masks.shape)} must be one channel of the images' {tuple(images.shape)}")
         return self._augment(images, masks, generator)
 
     def _augment(self, images: Tensor, masks: Tensor | None, generator: torch.Generator
@@ -103,7 +104,7 @@ class Crops:
 
 
 def draw_crops(images: Tensor, crops: list[Crops] | tuple[Crops, ...], generator: torch.Generator) -> list[Tensor]:
-    """Every view `crops` asks for, in order: (B, 1, *augment.size) each."""
+    """Every view `crops` asks for, in order: (B, C, *augment.size) each."""
     return [view for c in crops for view in c.augment.views(images, c.count, generator)]
 
 
@@ -121,8 +122,8 @@ def resize_center(images: Tensor, size: tuple[int, int] | int, *, nearest: bool 
 
 
 def _check(images: Tensor) -> None:
-    if images.ndim != 4 or images.shape[1] != 1 or not images.is_floating_point():
-        raise ValueError(f"images must be a float (B, 1, H, W) batch, not {images.dtype} {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[1] < 1 or not images.is_floating_point():
+        raise ValueError(f"images must be a float (B, C, H, W) batch, not {images.dtype} {tuple(images.shape)}")
 
 
 def crop_boxes(count: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
@@ -170,12 +171,12 @@ def resample(images: Tensor, boxes: Tensor, angles: Tensor, flips: Tensor, size:
     """The crops, turned and mirrored, sampled to `size`, area-prefiltered where they shrink by 2
     or more. Only the part of the source that the crops cover is pooled, in k × k blocks aligned
     with the crops' top-left corner. `nearest` (masks): the nearest source pixel, unfiltered."""
-    b, _, height, width = images.shape
+    b, channels, height, width = images.shape
     matrix = affine(boxes, angles, flips, height, width).to(images.dtype)
     factor = torch.minimum(boxes[:, 2] / size[0], boxes[:, 3] / size[1]).floor().clamp(min=1).long()
     if nearest:
         factor = torch.ones_like(factor)
-    out = images.new_empty(b, 1, *size)
+    out = images.new_empty(b, channels, *size)
     groups = factor.unique().tolist()
     for k in groups:
         # One group (a single image, or crops of like size): no copy of the whole batch.
@@ -229,10 +230,11 @@ def _to_region(matrix: Tensor, height: int, width: int, rows: tuple[int, int], c
 
 
 def jitter(images: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor) -> Tensor:
-    """Per sample: + brightness, then × contrast about the mean, then ^ gamma, clamped to [0, 1]."""
+    """Per sample: + brightness, then × contrast about each channel's mean, then ^ gamma, clamped to
+    [0, 1]."""
     shape = (-1, 1, 1, 1)
     images = images + brightness.view(shape)
-    mean = images.mean((1, 2, 3), keepdim=True)
+    mean = images.mean((2, 3), keepdim=True)
     images = (images - mean) * contrast.view(shape) + mean
     return images.clamp(0, 1).pow(gamma.view(shape))
 

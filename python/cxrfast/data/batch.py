@@ -20,7 +20,7 @@ from torch.utils.data import default_collate
 
 @dataclass
 class Batch:
-    views: list[Tensor]  # each (B, 1, H_k, W_k) float in [0, 1]
+    views: list[Tensor]  # each (B, C, H_k, W_k) float in [0, 1]
     targets: Tensor | None = None  # (B, F) float labels
     known: Tensor | None = None  # (B, F) bool: the targets that count (uncertain ones left out)
     masks: Tensor | None = None  # (B, 1, H, W) segmentation masks

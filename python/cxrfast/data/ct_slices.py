@@ -12,8 +12,8 @@ and the series' spacing into the cache manifest. An Enhanced CT file's frames ar
 placed by its functional groups and cached as `<file>#<frame>`.
 
 The display policy (`cxrfast.data.ct_display`) turns a slice's Hounsfield units into what the
-cache stores. The cache holds one channel of display values, so the policies here are a single
-window or `min_max`; `hu` and several windows as channels need a cache of their own (next).
+cache stores: one window or `min_max` (one channel of display values), several windows (a
+channel each), or `hu` (the units themselves, windowed when the cache is read).
 """
 
 from __future__ import annotations
@@ -48,9 +48,6 @@ class CTSlices:
     min_body_share: float = 0.0
 
     def __post_init__(self):
-        if self.display.channels != 1 or self.display.kind == "hu":
-            raise ConfigError(f"CT display {self.display}: the cache holds one channel of display values; give one "
-                              "window or min_max")
         if self.slice_step < 1 or not 0 <= self.min_body_share < 1:
             raise ConfigError(f"slice_step must be at least 1 and min_body_share in [0, 1), not {self.slice_step} "
                               f"and {self.min_body_share}")
@@ -110,8 +107,8 @@ def plan_slices(sources: list[Source], ct: CTSlices, advance: Callable[[], None]
 
 
 def load_slice(path: Path, ct: CTSlices, frame: int | None = None) -> tuple[np.ndarray, float, dict[str, str]]:
-    """A slice's display values (float32, rows × columns, in [0, 1]), its body share (NaN unless
-    `ct` filters on it) and its header's metadata.
+    """A slice's values through the policy (float32 (channels, rows, columns): display values in
+    [0, 1], or HU), its body share (NaN unless `ct` filters on it) and its header's metadata.
 
     The policy is evaluated once over every stored value the file can hold (its HU, and whether
     it is padding) and the pixels mapped through that table in one native pass, as the DICOM
@@ -125,15 +122,15 @@ def load_slice(path: Path, ct: CTSlices, frame: int | None = None) -> tuple[np.n
     first, hu, padding = _domain(key) if key is not None else _domain.__wrapped__(info)
     fmt = pixel_format(info, clean=True)
     if ct.display.kind != "min_max":
-        table = _window_table(key, ct.display) if key is not None else ct.display.apply(hu, padding)[0]
+        table = _window_table(key, ct.display) if key is not None else ct.display.apply(hu, padding)
     else:
         pad = info.padding
         low, high, kept = _C.stored_range(stored, 0, stored.size, fmt, *((pad.low, pad.high) if pad else (1, 0)))
         ends = list(modality_range(low, high, info)) if kept else []
         if kept < stored.size:  # padding shows as PADDING_FILL_HU and takes part in the range
             ends.append(PADDING_FILL_HU)
-        table = ct.display.apply(hu, padding, (min(ends), max(ends)))[0]
-    out = _mapped(stored, fmt, table, first)
+        table = ct.display.apply(hu, padding, (min(ends), max(ends)))
+    out = np.stack([_mapped(stored, fmt, channel, first) for channel in table])
     body = math.nan
     if ct.min_body_share > 0:
         body = float(_mapped(stored, fmt, (hu > BODY_HU) & ~padding, first).mean())
@@ -150,7 +147,7 @@ def _domain(info) -> tuple[int, np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=16)
 def _window_table(key, display: CTDisplay) -> np.ndarray:
     _, hu, padding = _domain(key)
-    return np.ascontiguousarray(display.apply(hu, padding)[0], np.float32)
+    return np.ascontiguousarray(display.apply(hu, padding), np.float32)  # (channels, stored values)
 
 
 def _mapped(stored: np.ndarray, fmt, table: np.ndarray, first: int) -> np.ndarray:

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DistributedSampler
 
-from cxrfast.errors import DataError
+from cxrfast.errors import ConfigError, DataError
 from cxrfast.io import read_dicom
 from cxrfast.io.dicom_header import DicomInfo, ParsedFile, read_parsed
 from cxrfast.io.dicom_pixels import codestream, codestream_shape, frame_fragments
 from cxrfast.io.dicom_uids import HTJ2K, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, JPEG2000Lossless
-from cxrfast.data.prepared_cache import PIXEL_SCALE, PreparedCache, is_prepared_cache
+from cxrfast.data.prepared_cache import PIXEL_SCALE, PixelEncoding, PreparedCache, is_prepared_cache
 from cxrfast.data.sources import NOT_DICOM_SUFFIXES, find_sources, load_image
 
 # JPEG 2000 (lossless, lossy) and HTJ2K (lossless, RPCL, lossy): what `fn.decoders.image` decodes
@@ -177,6 +177,9 @@ class PipelineSamples:
                  decoder_scales: dict[int, float] | None = None):
         self.data = Path(data)
         self.cache = PreparedCache(self.data) if is_prepared_cache(self.data) else None
+        if self.cache is not None and self.cache.encoding != PixelEncoding():
+            raise ConfigError(f"{self.data}: the DALI pipeline feeds one channel of display values, and this CT cache "
+                              f"holds {self.cache.settings['ct']['display']}; read it with cxrfast's torch loader")
         self.paths = None if self.cache is not None else [s.path for s in find_sources(self.data)]
         self.batch_size, self.start_epoch, self.start_batch = batch_size, start_epoch, start_batch
         self.decoder_scales = dict(decoder_scales or {})  # none: every codestream is read on the CPU
@@ -212,7 +215,7 @@ class PipelineSamples:
 
     def sample(self, index: int) -> Sample:
         if self.cache is not None:
-            return _pixels_sample(self.cache.pixels(index), DISPLAY_VALUES)
+            return _pixels_sample(self.cache.pixels(index)[0], DISPLAY_VALUES)
         path = self.paths[index]
         if path.suffix.lower() in NOT_DICOM_SUFFIXES:
             return _display_sample(load_image(path).pixels)

@@ -25,6 +25,8 @@ class ImageFiles(Dataset):
     """Display values of the images under a folder or in a manifest, (1, rows, columns) float32
     in [0, 1], read on every access (the prepared cache reads each once instead)."""
 
+    channels = 1
+
     def __init__(self, sources: str | os.PathLike | Sequence[Source]):
         self.sources = find_sources(sources) if isinstance(sources, (str, os.PathLike)) else list(sources)
 

@@ -40,8 +40,8 @@ from cxrfast.data.area_resize import shorter_side_shape, shrink
 from cxrfast.data.ct_slices import CTSlices, load_slice, plan_slices
 from cxrfast.data.loader import one_native_thread
 from cxrfast.data.masks import SEPARATOR, fit_mask, read_mask
-from cxrfast.data.prepared_cache import (ERRORS_FILE, FORMAT_VERSION, LOCATION, MANIFEST_FILE, MASK_DTYPE,
-                                         PIXEL_DTYPE, PIXEL_SCALE, SETTINGS_FILE, SKIPPED_FILE, mask_path, shard_paths)
+from cxrfast.data.prepared_cache import (ERRORS_FILE, LOCATION, MANIFEST_FILE, MASK_DTYPE, SETTINGS_FILE,
+                                         SKIPPED_FILE, PixelEncoding, mask_path, shard_paths)
 from cxrfast.data.sources import Source, find_sources, load_image
 from cxrfast.errors import DataError
 
@@ -57,27 +57,28 @@ class PrepareReport:
     skipped: int = 0  # CT slices left out by the sampling, listed in skipped.csv
 
 
-def _load(item: tuple[Path, list[Path] | None, int | None], size: int, ct: CTSlices | None) -> tuple:
-    """In a worker: ("ok", uint16 pixels, metadata, source shape, uint8 mask or None), ("error",
-    reason) or ("skipped", reason)."""
+def _load(item: tuple[Path, list[Path] | None, int | None], size: int, ct: CTSlices | None,
+          encoding: PixelEncoding) -> tuple:
+    """In a worker: ("ok", stored pixels (channels, rows, columns), metadata, source shape, uint8
+    mask or None), ("error", reason) or ("skipped", reason)."""
     path, mask_files, frame = item
     try:
         if ct is None:
             image = load_image(path)
-            pixels, metadata = image.pixels, image.metadata
+            pixels, metadata = image.pixels[None], image.metadata
         else:
             pixels, body, metadata = load_slice(path, ct, frame)
             if body < ct.min_body_share:
                 return "skipped", f"body covers {body:.3f} of the slice, under min_body_share {ct.min_body_share}"
-        shape = shorter_side_shape(*pixels.shape, size)
-        shrunk = shrink(pixels, shape)
-        stored = np.rint(np.clip(shrunk, 0.0, 1.0) * PIXEL_SCALE).astype(PIXEL_DTYPE)
+        source_shape = pixels.shape[1:]
+        shape = shorter_side_shape(*source_shape, size)
+        stored = encoding.encode(np.stack([shrink(channel, shape) for channel in pixels]))
         mask = None
         if mask_files is not None:
-            inside = fit_mask(read_mask(mask_files), pixels.shape, f"mask {SEPARATOR.join(map(str, mask_files))}",
+            inside = fit_mask(read_mask(mask_files), source_shape, f"mask {SEPARATOR.join(map(str, mask_files))}",
                               str(path))
             mask = (shrink(inside.astype(np.float32), shape) >= 0.5).astype(MASK_DTYPE)
-        return "ok", stored, metadata, pixels.shape, mask
+        return "ok", stored, metadata, source_shape, mask
     except Exception as e:  # noqa: BLE001 — any failure of one file is that file's error, not the run's
         return "error", f"{type(e).__name__}: {e}"
 
@@ -108,7 +109,8 @@ def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int =
     done = {item["name"] for index in shards.values() for item in index["images"] + index.get("skipped", [])}
     todo = [s for s in sources if s.name not in done]
     workers = (os.cpu_count() or 1) if workers is None else workers
-    load = partial(_load, size=size, ct=ct)
+    encoding = PixelEncoding.of(settings)
+    load = partial(_load, size=size, ct=ct, encoding=encoding)
     with Progress(disable=not progress) as bar, _Workers(workers, len(todo)) as pool:
         task = bar.add_task(f"prepare → {root}", total=len(sources), completed=len(sources) - len(todo))
         mapper = pool.imap if pool is not None else map
@@ -116,7 +118,8 @@ def prepare_cache(src: str | os.PathLike, out: str | os.PathLike, *, size: int =
             chunk = todo[start:start + shard_images]
             shard = max(shards, default=-1) + 1
             results = mapper(load, [(s.path, mask_files.get(s.name), s.frame) for s in chunk])
-            shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task), bool(masks))
+            shards[shard] = _write_shard(root, shard, chunk, results, lambda: bar.advance(task), bool(masks),
+                                         encoding)
     images, errors, skipped = _write_manifest(root, sources, shards, **planned)
     return PrepareReport(root, images, errors, len(todo), skipped)
 
@@ -136,6 +139,7 @@ def merge_parts(src: str | os.PathLike, out: str | os.PathLike, parts: int, *, s
     _check_part((1, parts))
     settings = _settings(src, size, masks, ct)
     sources, _, planned = _sources(src, masks, ct, progress)
+    encoding = PixelEncoding.of(settings)
     root = Path(out)
     folders = [part_folder(out, k, parts) for k in range(1, parts + 1)]
     merged = {item["name"] for index in _complete_shards(root).values()  # by a merge that stopped midway
@@ -167,8 +171,8 @@ def merge_parts(src: str | os.PathLike, out: str | os.PathLike, parts: int, *, s
             continue
         for old, index in sorted(_complete_shards(folder).items()):
             new = max(shards, default=-1) + 1
-            data, index_path = shard_paths(folder, old)
-            moved, moved_index = shard_paths(root, new)
+            data, index_path = shard_paths(folder, old, encoding)
+            moved, moved_index = shard_paths(root, new, encoding)
             if mask_path(folder, old).exists():
                 os.replace(mask_path(folder, old), mask_path(root, new))
             os.replace(data, moved)
@@ -189,8 +193,8 @@ def _check_part(part: tuple[int, int]) -> tuple[int, int]:
 def _settings(src, size: int, masks: str | None, ct: CTSlices | None) -> dict:
     if ct is not None and masks:
         raise DataError(f"{src}: masks are cached with radiographs, not with CT slices")
-    return {"format": FORMAT_VERSION, "size": size, **({"masks": masks} if masks else {}),
-            **({"ct": ct.settings()} if ct else {})}
+    described = {"size": size, **({"masks": masks} if masks else {}), **({"ct": ct.settings()} if ct else {})}
+    return {"format": PixelEncoding.of(described).format, **described}
 
 
 def _sources(src, masks: str | None, ct: CTSlices | None, progress: bool):
@@ -262,8 +266,9 @@ class _Workers:
             self.pool.join()
 
 
-def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance, masked: bool) -> dict:
-    data_path, index_path = shard_paths(root, shard)
+def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance, masked: bool,
+                 encoding: PixelEncoding) -> dict:
+    data_path, index_path = shard_paths(root, shard, encoding)
     index = {"images": [], "errors": [], "skipped": []}
     offset = 0
     with contextlib.ExitStack() as files:
@@ -279,8 +284,8 @@ def _write_shard(root: Path, shard: int, chunk: list[Source], results, advance, 
                 f.write(pixels.tobytes())
                 if mask_file is not None:
                     mask_file.write(mask.tobytes())
-                index["images"].append({"name": source.name, "offset": offset, "rows": pixels.shape[0],
-                                        "columns": pixels.shape[1], "source_rows": source_shape[0],
+                index["images"].append({"name": source.name, "offset": offset, "rows": pixels.shape[1],
+                                        "columns": pixels.shape[2], "source_rows": source_shape[0],
                                         "source_columns": source_shape[1], **metadata})
                 offset += pixels.size
             advance()

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from cxrfast.data.batch import Batch
 from cxrfast.errors import ConfigError
 from cxrfast.methods.method import Method
+from cxrfast.models.backbones import input_channels
 from cxrfast.nn.group_masking import group_corruption
 
 
@@ -69,7 +70,7 @@ class GMML(Method):
         self.patch = backbone.patch_embed.patch_size[0]
         self.corruption = dict(share=tuple(share), replace=replace, replace_share=replace_share, max_block=max_block,
                                align=align)
-        self.head = ReconstructionHead(backbone.embed_dim, self.patch)
+        self.head = ReconstructionHead(backbone.embed_dim, self.patch, input_channels(backbone))
         self.generator = torch.Generator()  # the corruption's: saved with every checkpoint
 
     def generators(self) -> dict[str, torch.Generator]:

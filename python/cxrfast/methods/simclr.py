@@ -26,7 +26,7 @@ class SimCLR(Method):
         self.loss = NTXentLoss(temperature, gather_distributed=True)
 
     def training_step(self, batch: Batch) -> Tensor:
-        """`batch.views`: two (N, 1, H, W) views. Both pass the encoder together, so batch norm
+        """`batch.views`: two (N, C, H, W) views. Both pass the encoder together, so batch norm
         sees 2N images, as in SimCLR."""
         z0, z1 = self.projection(self.backbone(torch.cat(batch.views[:2]))).chunk(2)
         return self.loss(z0, z1)

@@ -4,8 +4,9 @@ Patches of `patch_size` (the encoder's total stride, 32) are masked at `mask_rat
 number kept in every sample; the encoder runs on the visible patches only (cxrfast's
 `SparseEncoder`, or SparK's dense simulation with `sparse=False`). Each scale's features are
 densified (masked positions take a learned token per scale, then BN and a projection to the
-decoder's width there), the light UNet decoder reconstructs the 1-channel image, and the loss is
-the MSE against per-patch normalised pixels, on masked patches only.
+decoder's width there), the light UNet decoder reconstructs the image (its one channel, or each CT
+window), and the loss is the MSE against per-patch normalised pixels (a patch's channels
+normalised together, as SparK's RGB), on masked patches only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from cxrfast.data.batch import Batch
 from cxrfast.errors import ConfigError
 from cxrfast.methods.method import Method
+from cxrfast.models.backbones import input_channels
 from cxrfast.models.decoders import LightDecoder
 from cxrfast.nn import DenseMaskedEncoder, SparseEncoder
 from cxrfast.nn.masking import spark_mask
@@ -81,7 +83,7 @@ class SparK(Method):
         upsamples = int(math.log2(self.strides[0]))
         if 2**upsamples != self.strides[0] or any(a != 2 * b for a, b in zip(self.strides, self.strides[1:])):
             raise ConfigError(f"SparK's decoder needs stage strides halving from a power of two, not {self.strides}")
-        self.decoder = LightDecoder(decoder_width, upsamples)
+        self.decoder = LightDecoder(decoder_width, upsamples, input_channels(backbone))
         widths = self.decoder.widths()
         self.mask_tokens = nn.ParameterList(nn.Parameter(torch.zeros(1, channels[s], 1, 1)) for s in stages)
         for token in self.mask_tokens:

@@ -1,5 +1,5 @@
-"""Backbones by name with a 1-channel stem, supervised weights from a local file, and the export
-of a pretrained encoder that timm loads back.
+"""Backbones by name with a 1-channel stem (or one per CT window), supervised weights from a local
+file, and the export of a pretrained encoder that timm loads back.
 
     encoder = create_backbone("resnet50", checkpoint="resnet50_imagenet.safetensors")
     export_encoder(encoder, "run/encoder.safetensors")
@@ -9,7 +9,8 @@ A checkpoint may be a timm or torchvision state dict (`.pth`, `.pt`, `.bin`, wra
 "state_dict" / "model" or not, "module." prefixes from DDP allowed) or a safetensors file. Its
 RGB first convolution is summed over the colour channels (timm's `adapt_input_conv`): a grey
 image fed to an RGB network as three equal channels gives exactly that response. The classifier
-is dropped: the encoder ends at pooled features. A ViT's checkpoint may also be DINOv2's original
+is dropped: the encoder ends at pooled features. A CT cache with several windows as channels gets
+a stem of that many (`in_chans`), an RGB checkpoint's stem repeated over them. A ViT's checkpoint may also be DINOv2's original
 file or transformers' Dinov2Model (`cxrfast.models.vit_checkpoints`):
 
     create_backbone("vit_base_patch14_dinov2", checkpoint="dinov2_vitb14_pretrain.pth", image_size=224)
@@ -49,14 +50,14 @@ def timm_name(name: str) -> str:
 
 
 def create_backbone(name: str, *, checkpoint: str | os.PathLike | None = None, image_size: int | None = None,
-                    pool: str | None = None, **kwargs) -> nn.Module:
-    """A timm backbone with a 1-channel stem and no classifier (`num_classes=0`), optionally
+                    pool: str | None = None, in_chans: int = 1, **kwargs) -> nn.Module:
+    """A timm backbone with an `in_chans`-channel stem and no classifier (`num_classes=0`), optionally
     initialised from a supervised checkpoint on disk (nothing is downloaded). A transformer
     whose patch embedding has a fixed input size is built for `image_size` (CNNs take any); a
     timm ViT also takes other sizes, resampling its position embedding, and ends at its `pool`:
     "token", the normalised class token (timm's and vit-med's), or "avg", the mean of the
     normalised patch tokens."""
-    create = functools.partial(import_timm().create_model, timm_name(name), in_chans=1, num_classes=0,
+    create = functools.partial(import_timm().create_model, timm_name(name), in_chans=in_chans, num_classes=0,
                                pretrained=False, **kwargs)
     model = create()
     fixed = getattr(getattr(model, "patch_embed", None), "img_size", None)
@@ -98,9 +99,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_supervised(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a (supervised, RGB) checkpoint into a 1-channel, classifier-free backbone; a ViT's
-    in any layout `vit_checkpoints` reads, resampled to the model's grid."""
+def load_supervised(model: nn.Module, path: str | os.PathLike, *, rgb: bool = True) -> None:
+    """Load a (supervised, `rgb`) checkpoint into a classifier-free backbone of one or more input
+    channels; a ViT's in any layout `vit_checkpoints` reads, resampled to the model's grid. A
+    stem that is not RGB (a pretraining run's: three CT windows are not colours) must match the
+    model's."""
     timm = import_timm()
     state = read_state_dict(path)
     if is_vit(model):
@@ -108,6 +111,9 @@ def load_supervised(model: nn.Module, path: str | os.PathLike) -> None:
     own = model.state_dict()
     first_conv = _first_conv_weight(model)
     if first_conv in state and state[first_conv].shape[1] != own[first_conv].shape[1]:
+        if not rgb or state[first_conv].shape[1] != 3:  # timm adapts RGB stems only
+            raise ConfigError(f"{path}: its stem takes {state[first_conv].shape[1]} channels, the images "
+                              f"{own[first_conv].shape[1]}; pretrain on images of the same channels (CT windows)")
         state[first_conv] = timm.models.adapt_input_conv(own[first_conv].shape[1], state[first_conv])
     state = {k: v for k, v in state.items() if k in own}  # the classifier and the like
     missing = [k for k in own if k not in state]
@@ -119,13 +125,21 @@ def load_supervised(model: nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(state)
 
 
+def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    return next((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
+
+
 def _first_conv_weight(model: nn.Module) -> str:
-    first = next(name for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
-    return f"{first}.weight"
+    return f"{_first_conv(model)[0]}.weight"
+
+
+def input_channels(model: nn.Module) -> int:
+    """The channels a backbone's stem takes (its first convolution's, a ViT's patch embedding)."""
+    return _first_conv(model)[1].in_channels
 
 
 def export_encoder(model: nn.Module, path: str | os.PathLike) -> Path:
-    """The encoder's weights as a safetensors file that `timm.create_model(name, in_chans=1,
+    """The encoder's weights as a safetensors file that `timm.create_model(name, in_chans=C,
     num_classes=0, checkpoint_path=path)` loads strictly (and, with `num_classes=K`, through
     `pretrained_cfg_overlay=dict(file=path)`, as a fine-tuning start). Written atomically."""
     from safetensors.torch import save_file

@@ -94,7 +94,7 @@ class Classification(Objective):
             self.model.train()
 
     def logits(self, images: Tensor) -> Tensor:
-        """(B, 1, H, W) images (or (B, D) features in linear mode) -> (B, F)."""
+        """(B, C, H, W) images (or (B, D) features in linear mode) -> (B, F)."""
         if not (self.frozen and self.training):
             return self.model(images)
         with torch.no_grad():

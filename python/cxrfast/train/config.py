@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrfast.atomic import write_text_atomically
+from cxrfast.data.ct_display import CTDisplay
 from cxrfast.errors import ConfigError
 
 OPTIMIZERS = ("adamw", "adam", "lamb", "lars")
@@ -86,10 +87,17 @@ class TrainConfig:
             raise ConfigError(f"workers must be 0 or more, not {self.workers}")
 
 
+def check_display(display: str | None) -> None:
+    """A CT display policy's text, parsed for its error only (the cache applies it)."""
+    if display is not None:
+        CTDisplay.parse(display)
+
+
 @dataclass
 class PretrainConfig(TrainConfig):
     method: str = "spark"  # see cxrfast.methods.METHODS
     data: str = ""  # a prepared cache, a folder of images or a manifest CSV
+    display: str | None = None  # a CT cache of HU: the window(s) the network sees (lung, lung+bone, min_max)
     backbone: str = "resnet50"
     out: str = "runs/pretrain"
     init_checkpoint: str | None = None  # a supervised state dict to start from
@@ -112,6 +120,7 @@ class PretrainConfig(TrainConfig):
             raise ConfigError("data: give a prepared cache, a folder of images or a manifest CSV")
         if not Path(self.data).exists():
             raise ConfigError(f"data: {self.data} does not exist")
+        check_display(self.display)
 
 
 TASKS = ("classification", "segmentation")
@@ -129,6 +138,7 @@ class FinetuneConfig(TrainConfig):
 
     task: str = "classification"  # see TASKS
     data: str = ""  # a prepared cache or a labelled manifest CSV (segmentation: a manifest with a mask column)
+    display: str | None = None  # a CT cache of HU: the window(s) the network sees (lung, lung+bone, min_max)
     init: str = "random"  # random | a pretraining run directory | encoder.safetensors | any state-dict file
     backbone: str = "resnet50"
     out: str = "runs/finetune"
@@ -170,6 +180,7 @@ class FinetuneConfig(TrainConfig):
             raise ConfigError("data: give a prepared cache or a labelled manifest CSV")
         if not Path(self.data).exists():
             raise ConfigError(f"data: {self.data} does not exist")
+        check_display(self.display)
         if not 0 < self.label_fraction <= 1:
             raise ConfigError(f"label_fraction must be in (0, 1], not {self.label_fraction}")
         if self.image_size < 1:

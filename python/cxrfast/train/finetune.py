@@ -110,7 +110,7 @@ class Finetuning:
         config.check()
         timm_name(config.backbone)
         self.config = c = config
-        data = LabelledImages.read(c.data, c.findings)
+        data = LabelledImages.read(c.data, c.findings, c.display)
         self.findings = chosen_findings(data, c.findings)
         self.table, self.labels_file = data.table.select_findings(self.findings), data.labels_file
         try:
@@ -124,7 +124,7 @@ class Finetuning:
                                       self.findings) if c.pos_weight else None
         self.device = resolve_device(c.device)
         torch.manual_seed(c.seed)  # the same initial weights on every rank
-        backbone, self.init = initial_backbone(c.backbone, c.init, c.image_size, c.pool)
+        backbone, self.init = initial_backbone(c.backbone, c.init, c.image_size, c.pool, data.channels)
         options = {"multi_label": not c.single_label, "pos_weight": pos_weight}
         if c.mode == "linear":
             self.backbone = backbone

@@ -6,7 +6,7 @@
   error rather than a load that fails on the first mismatched key.
 - Any other state-dict file (timm or torchvision layout, `.pth`, `.pt`, `.safetensors`,
   wrapped as {"model": ...} or {"state_dict": ...}): loaded as `load_supervised` does, the
-  classifier dropped and an RGB stem summed to one channel.
+  classifier dropped and an RGB stem summed to one channel (or spread over a CT cache's windows).
 
 The record names the kind, the file and its SHA-256, so a table of results can say exactly which
 weights each row started from.
@@ -27,12 +27,13 @@ ENCODER_FILE = "encoder.safetensors"
 RUN_CONFIG = "config.yaml"
 
 
-def initial_backbone(backbone: str, init: str, image_size: int | None = None,
-                     pool: str | None = None) -> tuple[nn.Module, dict[str, str]]:
-    """(the 1-channel, classifier-free backbone for `image_size`, ending at `pool` (ViTs), the
-    record of its start) for `init`."""
+def initial_backbone(backbone: str, init: str, image_size: int | None = None, pool: str | None = None,
+                     in_chans: int = 1) -> tuple[nn.Module, dict[str, str]]:
+    """(the classifier-free backbone of `in_chans` input channels for `image_size`, ending at
+    `pool` (ViTs), the record of its start) for `init`."""
     if init == "random":
-        return create_backbone(backbone, image_size=image_size, pool=pool), {"init": "random", "backbone": backbone}
+        return (create_backbone(backbone, image_size=image_size, pool=pool, in_chans=in_chans),
+                {"init": "random", "backbone": backbone})
     path = Path(init)
     if path.is_dir():
         trained = _run_backbone(path)
@@ -46,8 +47,8 @@ def initial_backbone(backbone: str, init: str, image_size: int | None = None,
         kind = "pretraining run" if path.name == ENCODER_FILE else "state dict"
     else:
         raise ConfigError(f"init {init!r} is neither 'random' nor an existing file or pretraining run directory")
-    model = create_backbone(backbone, image_size=image_size, pool=pool)
-    load_supervised(model, path)
+    model = create_backbone(backbone, image_size=image_size, pool=pool, in_chans=in_chans)
+    load_supervised(model, path, rgb=kind == "state dict")
     return model, {"init": kind, "backbone": backbone, "path": str(path.resolve()), "sha256": _sha256(path)}
 
 

@@ -36,10 +36,11 @@ def predict_with_run(run: str | os.PathLike, data: str | os.PathLike, out: str |
     if config.task != "classification":
         raise ConfigError(f"{run}: a {config.task} run; cxrfast evaluate runs classifiers")
     findings = Predictions.read(run / PREDICTIONS_FILE).findings
-    model = create_backbone(config.backbone, image_size=config.image_size, pool=config.pool)
+    labelled = LabelledImages.read(data, list(findings), config.display)  # the windows the run was trained on
+    model = create_backbone(config.backbone, image_size=config.image_size, pool=config.pool,
+                            in_chans=labelled.channels)
     model.reset_classifier(len(findings))
     model.load_state_dict(read_state_dict(run / CLASSIFIER_FILE))
-    labelled = LabelledImages.read(data, list(findings))
     table = labelled.table.select_findings(list(findings))
     targets, known = table.targets("ignore")
     views = LabelledViews(labelled.images, targets, known, np.arange(len(table)), size=config.image_size)

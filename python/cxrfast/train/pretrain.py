@@ -51,13 +51,21 @@ def pretrain(config: PretrainConfig | str | os.PathLike, *, overrides: tuple[str
         return Pretraining(config, resume=resume, progress=progress).run()
 
 
-def open_images(data: str | os.PathLike):
-    """The prepared cache when `data` is one, else the images its folder or manifest names."""
-    return PreparedCache(data) if is_prepared_cache(data) else ImageFiles(data)
+def open_images(data: str | os.PathLike, display: str | None = None):
+    """The prepared cache when `data` is one (a CT cache of HU read through `display`), else the
+    images its folder or manifest names."""
+    if is_prepared_cache(data):
+        return PreparedCache(data, display)
+    if display is not None:
+        raise ConfigError(f"{data}: display {display} applies to a prepared CT cache of Hounsfield units")
+    return ImageFiles(data)
 
 
-def open_loader(config: PretrainConfig, crops: list[Crops], device: torch.device) -> ResumableLoader:
+def open_loader(config: PretrainConfig, crops: list[Crops], device: torch.device, images) -> ResumableLoader:
     if config.loader == "dali":
+        if images.channels != 1 or config.display is not None:
+            raise ConfigError(f"loader dali feeds one channel of display values; {config.data} gives "
+                              f"{images.channels} (HU or several windows): use loader torch")
         try:
             from cxrfast.data.dali import DaliLoader
         except ImportError as e:
@@ -65,7 +73,7 @@ def open_loader(config: PretrainConfig, crops: list[Crops], device: torch.device
         # DALI's Python sources run in worker processes: at least one.
         return DaliLoader(config.data, config.batch_size, crops=crops, device="cuda" if device.type == "cuda" else "cpu",
                           workers=max(1, config.workers), seed=config.seed)
-    views = SSLViews(open_images(config.data), crops, seed=config.seed)
+    views = SSLViews(images, crops, seed=config.seed)
     return EpochLoader(views, config.batch_size, workers=config.workers, seed=config.seed)
 
 
@@ -77,13 +85,15 @@ class Pretraining:
         method_type.check_options(config.image_size, config.method_options)
         crops = method_type.crops(config.image_size, config.augment, config.method_options)
         self.config = config
-        self.probe_set = ProbeSet.read(config.probe_labels, config.probe_findings) if config.probe_labels else None
+        self.probe_set = (ProbeSet.read(config.probe_labels, config.probe_findings, config.display)
+                          if config.probe_labels else None)
         self.device = resolve_device(config.device)
-        loader = open_loader(config, crops, self.device)  # an empty folder fails here, before any model is built
+        images = open_images(config.data, config.display)
+        loader = open_loader(config, crops, self.device, images)  # an empty folder fails here, before any model
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         depth = {} if config.drop_path is None else {"drop_path_rate": config.drop_path}
         backbone = create_backbone(config.backbone, checkpoint=config.init_checkpoint, image_size=config.image_size,
-                                   **depth)
+                                   in_chans=images.channels, **depth)
         self.method = method_type.build(backbone, config.image_size, config.method_options)
         self.loop = TrainingLoop(config, self.method, loader, run=Path(config.out), device=self.device, resume=resume,
                                  progress=progress, description="pretraining", epoch_end=self._monitor)
