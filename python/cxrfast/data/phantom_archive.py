@@ -3,7 +3,8 @@ column per finding, named as in `cxrfast.data.labels.findings`), for demos, benc
 that need a folder of radiographs. With `lung_masks`, each phantom's aerated-lung mask is written
 beside its DICOM file as `<patient>_lungs.png` (255 inside, 0 outside) and named in the labels'
 `lung_mask` column; read such an archive through labels.csv, as a folder would yield the masks as
-images too. Resumable: files already written are kept, so an interrupted run continues where it
+images too. With `reports`, each phantom's report (`cxrfast.data.synthetic_reports`) is its
+`report` column, for captioning. Resumable: files already written are kept, so an interrupted run continues where it
 stopped."""
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import numpy as np
 from rich.progress import Progress
 
 from cxrfast.atomic import atomic_path
+from cxrfast.data.reports import REPORT_COLUMN
 from cxrfast.data.synthetic import FINDINGS, Findings, make_phantom, to_stored
+from cxrfast.data.synthetic_reports import phantom_report
 from cxrfast.data.variation import Variation
 from cxrfast.io.dicom_writer import write_dicom
 from cxrfast.io.png_writer import write_png
@@ -28,7 +31,7 @@ MASK_COLUMN = "lung_mask"
 def write_phantom_archive(out: str | os.PathLike, count: int, *, rows: int = 512, columns: int | None = None,
                           seed: int = 0, transfer_syntax: str = "explicit", bits_stored: int = 12,
                           findings: Findings = Findings(), variation: Variation = Variation(), lung_masks: bool = False,
-                          progress: bool = True) -> Path:
+                          reports: bool = False, progress: bool = True) -> Path:
     """Write `count` phantoms as `out/<patient>.dcm` (MONOCHROME1 and MONOCHROME2 alternating,
     windowed to their full range) and `out/labels.csv`; returns the labels path. `variation`: the
     nuisances of `cxrfast.data.variation` (none by default)."""
@@ -56,11 +59,14 @@ def write_phantom_archive(out: str | os.PathLike, count: int, *, rows: int = 512
                     with atomic_path(mask) as partial:
                         write_png(partial, phantom.lung_mask.astype(np.uint8) * 255)
                 row[MASK_COLUMN] = mask.name
+            if reports:
+                row[REPORT_COLUMN] = phantom_report(phantom, seed)
             rows_out.append({**row, **phantom.labels})
             bar.advance(task)
     labels = out / LABELS_FILE
     with atomic_path(labels) as partial, open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "patient_id", *[MASK_COLUMN] * lung_masks, *FINDINGS])
+        writer = csv.DictWriter(f, fieldnames=["path", "patient_id", *[MASK_COLUMN] * lung_masks,
+                                               *[REPORT_COLUMN] * reports, *FINDINGS])
         writer.writeheader()
         writer.writerows(rows_out)
     return labels
