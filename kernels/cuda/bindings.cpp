@@ -6,6 +6,7 @@
 
 #include "display_lut.h"
 #include "similarity.h"
+#include "sinkhorn.h"
 #include "sparse_gather_gemm.h"
 
 namespace py = pybind11;
@@ -31,6 +32,26 @@ void check_similarity_weights(int64_t n, int64_t m, int mode, uintptr_t row_stat
   if (n == 0 || m == 0) return;
   if (g == 0 || (mode == 0 && row_stat == 0)) throw py::value_error("g (and row_stat in lse mode) must be given");
   if ((col_stat == 0) != (h == 0)) throw py::value_error("col_stat and h must be given together");
+}
+
+// Scores of `rows` rows (N samples, or V crops x B samples) of k prototypes in `dtype`, as the
+// Sinkhorn kernels take them: 8 rows or 32 prototypes per block along the grid's x dimension.
+void check_scores(int64_t rows, int64_t k, int dtype) {
+  if (rows < 0 || k < 1) throw py::value_error("invalid Sinkhorn sizes");
+  if (dtype != cxrfast::cuda::kFloat32 && dtype != cxrfast::cuda::kFloat16 && dtype != cxrfast::cuda::kBFloat16)
+    throw py::value_error("dtype must be 0 (float32), 1 (float16) or 2 (bfloat16)");
+  if (rows / 8 >= INT32_MAX || k / 32 >= INT32_MAX) throw py::value_error("too many scores for one launch");
+}
+
+// A Sinkhorn pass splits the axis it reduces into `chunks` pieces, none empty, along the grid's y dimension.
+void check_chunks(int64_t chunks, int64_t length) {
+  if (chunks < 1 || chunks > 65535 || (length > 0 && chunks > length))
+    throw py::value_error("chunks must be between 1 and the reduced length (at most 65535)");
+}
+
+template <typename T>
+const T* in(uintptr_t p) {
+  return reinterpret_cast<const T*>(p);
 }
 
 }  // namespace
@@ -144,4 +165,103 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("grad_b"), py::arg("n"), py::arg("m"), py::arg("d"), py::arg("scale"), py::arg("bias"),
       py::arg("exclude"), py::arg("offset"), py::arg("mode"), py::arg("stream"),
       "grad_b (M, D) = W^T a for the same weights as similarity_backward_a; overwritten.");
+  m.def(
+      "sinkhorn_sample_shift",
+      [](uintptr_t scores, int dtype, uintptr_t shift, uintptr_t partial, int64_t n, int64_t k, int64_t chunks,
+         uintptr_t stream) {
+        check_scores(n, k, dtype);
+        check_chunks(chunks, k);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::sinkhorn_sample_shift(in<void>(scores), dtype, in<float>(shift),
+                                                   reinterpret_cast<float*>(partial), n, k, chunks,
+                                                   reinterpret_cast<cudaStream_t>(stream)),
+              "sinkhorn_sample_shift");
+      },
+      py::arg("scores"), py::arg("dtype"), py::arg("shift"), py::arg("partial"), py::arg("n"), py::arg("k"),
+      py::arg("chunks"), py::arg("stream"),
+      "partial (chunks, N) = each sample's max of s_nk - shift_k over each chunk of the prototypes.");
+  m.def(
+      "sinkhorn_sample_totals",
+      [](uintptr_t scores, int dtype, uintptr_t shift, uintptr_t sample_shift, uintptr_t rows, float inv_epsilon,
+         uintptr_t partial, int64_t n, int64_t k, int64_t chunks, uintptr_t stream) {
+        check_scores(n, k, dtype);
+        check_chunks(chunks, k);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::sinkhorn_sample_totals(in<void>(scores), dtype, in<float>(shift), in<float>(sample_shift),
+                                                    in<float>(rows), inv_epsilon, reinterpret_cast<float*>(partial),
+                                                    n, k, chunks, reinterpret_cast<cudaStream_t>(stream)),
+              "sinkhorn_sample_totals");
+      },
+      py::arg("scores"), py::arg("dtype"), py::arg("shift"), py::arg("sample_shift"), py::arg("rows"),
+      py::arg("inv_epsilon"), py::arg("partial"), py::arg("n"), py::arg("k"), py::arg("chunks"), py::arg("stream"),
+      "partial (chunks, N) = sum of e_nk * rows_k over each chunk of the prototypes.");
+  m.def(
+      "sinkhorn_prototype_totals",
+      [](uintptr_t scores, int dtype, uintptr_t shift, uintptr_t sample_shift, uintptr_t columns, float inv_epsilon,
+         uintptr_t partial, int64_t n, int64_t k, int64_t chunks, uintptr_t stream) {
+        check_scores(n, k, dtype);
+        check_chunks(chunks, n);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::sinkhorn_prototype_totals(
+                  in<void>(scores), dtype, in<float>(shift), in<float>(sample_shift), in<float>(columns), inv_epsilon,
+                  reinterpret_cast<float*>(partial), n, k, chunks, reinterpret_cast<cudaStream_t>(stream)),
+              "sinkhorn_prototype_totals");
+      },
+      py::arg("scores"), py::arg("dtype"), py::arg("shift"), py::arg("sample_shift"), py::arg("columns"),
+      py::arg("inv_epsilon"), py::arg("partial"), py::arg("n"), py::arg("k"), py::arg("chunks"), py::arg("stream"),
+      "partial (chunks, K) = sum of e_nk * columns_n over each chunk of the samples.");
+  m.def(
+      "swapped_log_sum_exps",
+      [](uintptr_t scores, int dtype, uintptr_t lse, int64_t crops, int64_t batch, int64_t k, float inv_temperature,
+         uintptr_t stream) {
+        if (crops < 0 || batch < 0) throw py::value_error("invalid Sinkhorn sizes");
+        check_scores(crops * batch, k, dtype);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::swapped_log_sum_exps(in<void>(scores), dtype, reinterpret_cast<float*>(lse), crops, batch,
+                                                  k, inv_temperature, reinterpret_cast<cudaStream_t>(stream)),
+              "swapped_log_sum_exps");
+      },
+      py::arg("scores"), py::arg("dtype"), py::arg("lse"), py::arg("crops"), py::arg("batch"), py::arg("k"),
+      py::arg("inv_temperature"), py::arg("stream"), "lse (V, B) = log sum_k exp(s_vbk * inv_temperature).");
+  m.def(
+      "swapped_code_dots",
+      [](uintptr_t scores, int dtype, int64_t crop, uintptr_t shift, uintptr_t sample_shift, uintptr_t rows,
+         uintptr_t columns, float inv_epsilon, uintptr_t dots, int64_t crops, int64_t batch, int64_t k,
+         uintptr_t stream) {
+        if (crops < 0 || batch < 0 || crop < 0 || crop >= crops) throw py::value_error("invalid Sinkhorn sizes");
+        check_scores(crops * batch, k, dtype);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::swapped_code_dots(in<void>(scores), dtype, crop, in<float>(shift), in<float>(sample_shift),
+                                               in<float>(rows), in<float>(columns), inv_epsilon,
+                                               reinterpret_cast<float*>(dots), crops, batch, k,
+                                               reinterpret_cast<cudaStream_t>(stream)),
+              "swapped_code_dots");
+      },
+      py::arg("scores"), py::arg("dtype"), py::arg("crop"), py::arg("shift"), py::arg("sample_shift"),
+      py::arg("rows"), py::arg("columns"), py::arg("inv_epsilon"), py::arg("dots"), py::arg("crops"),
+      py::arg("batch"), py::arg("k"), py::arg("stream"),
+      "dots (V, B) = sum_k s_vbk q_bk for the codes q of crop `crop` from its scales.");
+  m.def(
+      "swapped_gradient",
+      [](uintptr_t scores, int dtype, uintptr_t lse, uintptr_t weights, uintptr_t counts, uintptr_t assign,
+         uintptr_t shifts, uintptr_t sample_shifts, uintptr_t rows, uintptr_t columns, uintptr_t grad, int64_t crops,
+         int64_t batch, int64_t k, int64_t code_crops, float inv_temperature, float inv_epsilon, uintptr_t stream) {
+        if (crops < 0 || batch < 0 || code_crops < 1 || code_crops > crops)
+          throw py::value_error("invalid Sinkhorn sizes");
+        if (batch > 65535) throw py::value_error("too many samples for one launch");
+        check_scores(crops * batch, k, dtype);
+        py::gil_scoped_release release;
+        check(cxrfast::cuda::swapped_gradient(in<void>(scores), dtype, in<float>(lse), in<float>(weights),
+                                              in<float>(counts), in<int64_t>(assign), in<float>(shifts),
+                                              in<float>(sample_shifts), in<float>(rows), in<float>(columns),
+                                              reinterpret_cast<void*>(grad), crops, batch, k, code_crops,
+                                              inv_temperature, inv_epsilon, reinterpret_cast<cudaStream_t>(stream)),
+              "swapped_gradient");
+      },
+      py::arg("scores"), py::arg("dtype"), py::arg("lse"), py::arg("weights"), py::arg("counts"), py::arg("assign"),
+      py::arg("shifts"), py::arg("sample_shifts"), py::arg("rows"), py::arg("columns"), py::arg("grad"),
+      py::arg("crops"), py::arg("batch"), py::arg("k"), py::arg("code_crops"), py::arg("inv_temperature"),
+      py::arg("inv_epsilon"), py::arg("stream"),
+      "grad (V, B, K), in the scores' dtype, of SwAV's swapped prediction: weights_b * (counts_v * softmax_k - "
+      "the codes of every code crop but v); the code crops' scales stacked (A, K) and (A, B).");
 }

@@ -8,27 +8,12 @@ indexing, bounds and barrier mistakes, not what only nvcc's code or real warps w
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
-import pytest
+from helpers.cuda_emulation import run_emulated
 
-ROOT = Path(__file__).parents[2]
 LAUNCH = re.compile(r"(\w+_kernel)<<<blocks\((\w+)\), dim3\(kSide, kSide\), 0, stream>>>\(")
 
 
 def test_emulated_kernels_match_the_reference(tmp_path):
-    compiler = shutil.which("g++")
-    if compiler is None:
-        pytest.skip("no host C++ compiler (g++) to build the emulation")
-    source = (ROOT / "kernels/cuda/similarity.cu").read_text()
-    emulated, launches = LAUNCH.subn(r"emu_launch(\1, dim3(blocks(\2)), dim3(kSide, kSide), ", source)
-    assert launches == 3, "every kernel launch must be rewritten"
-    (tmp_path / "similarity_emulated.cpp").write_text(emulated)
-    binary = tmp_path / "harness"
-    subprocess.run([compiler, "-std=c++17", "-O2", "-pthread", f"-I{ROOT / 'tests/cuda_emulation'}",
-                    f"-I{ROOT / 'kernels/cuda'}", str(ROOT / "tests/cuda_emulation/similarity_harness.cpp"),
-                    str(tmp_path / "similarity_emulated.cpp"), "-o", str(binary)], check=True)
-    result = subprocess.run([str(binary)], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0 and ", 0 failures" in result.stdout, result.stdout[-4000:]
+    run_emulated(tmp_path, "similarity.cu", "similarity_harness.cpp", LAUNCH,
+                 r"emu_launch(\1, dim3(blocks(\2)), dim3(kSide, kSide), ", launches=3)
