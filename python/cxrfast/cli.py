@@ -80,6 +80,14 @@ def _manifest(args) -> int:
         from cxrfast.data.montgomery import write_montgomery_manifest
 
         manifest = write_montgomery_manifest(args.root, args.out)
+    elif args.dataset == "mimic-reports":
+        from cxrfast.data.reports import attach_mimic_reports, left_out_path
+
+        manifest, left_out = attach_mimic_reports(args.manifest, args.reports, args.out, sections=tuple(args.sections),
+                                                  drop_priors=args.drop_priors)
+        if left_out:
+            Console().print(f"[yellow]{len(left_out)} images without a usable report, left out: "
+                            f"{left_out_path(manifest)}[/yellow]")
     else:
         from cxrfast.data import ct_datasets
 
@@ -91,7 +99,8 @@ def _manifest(args) -> int:
             manifest = ct_datasets.write_medmnist_manifest(args.npz, args.out, args.classes)
     with open(manifest, encoding="utf-8") as f:
         rows = sum(1 for _ in f) - 1
-    what = "with their masks" if args.dataset in ("jsrt", "montgomery") else "with their labels and splits"
+    what = {"jsrt": "with their masks", "montgomery": "with their masks", "mimic-reports": "with their reports"}.get(
+        args.dataset, "with their labels and splits")
     Console().print(f"{rows} images {what}: {manifest}")
     return 0
 
@@ -377,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     medmnist.add_argument("npz", help="the .npz file (e.g. organsmnist.npz)")
     medmnist.add_argument("--out", required=True, help="the folder for the PNGs and the manifest")
     medmnist.add_argument("--classes", nargs="+", default=None, help="the class names; None: class_0, class_1, ...")
+    reports = sets.add_parser("mimic-reports", help="a manifest of MIMIC-CXR images with each study's report",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    reports.add_argument("manifest", help="a manifest CSV whose path column names images under files/pXX/pN/sN/")
+    reports.add_argument("--reports", required=True, help="the folder holding MIMIC-CXR's files/ of report .txt files")
+    reports.add_argument("--out", required=True, help="the manifest CSV with a report column")
+    reports.add_argument("--sections", nargs="+", default=["FINDINGS", "IMPRESSION"], help="the sections kept, in order")
+    reports.add_argument("--drop-priors", action="store_true", help="leave out sentences comparing with prior studies")
     manifest.set_defaults(run=_manifest)
     evaluate = command("evaluate", help="per-finding AUROC with DeLong and bootstrap CIs, AP, operating points")
     evaluate.add_argument("source", metavar="RUN", help="a cxrfast finetune run folder, or a predictions.csv")

@@ -82,6 +82,13 @@ def test_each_image_gets_its_studys_report_and_the_cache_keeps_it(tmp_path):
     out, left_out = attach_mimic_reports(tmp_path / "images.csv", tmp_path, tmp_path / "with_reports.csv",
                                          drop_priors=True)
     assert list(left_out) == [missing] and "no such report" in left_out[missing]
+    with open(tmp_path / "with_reports.left_out.csv", newline="") as f:
+        assert [(r["image"], r["reason"]) for r in csv.DictReader(f)] == list(left_out.items())
+    from cxrfast.cli import main
+
+    assert main(["manifest", "mimic-reports", str(tmp_path / "images.csv"), "--reports", str(tmp_path), "--out",
+                 str(tmp_path / "cli.csv"), "--drop-priors"]) == 0
+    assert (tmp_path / "cli.csv").read_text() == out.read_text()
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == [*first, *second]

@@ -13,10 +13,10 @@ from cxrfast.data.phantom_archive import write_phantom_archive
 
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory):
-    """A folder of 20 labelled 64² phantom radiographs (DICOM, one per patient) and labels.csv:
+    """A folder of 20 labelled 64² phantom radiographs (DICOM, one per patient) and labels.csv (with reports):
     five batches of 4 for the short training runs. Read only: tests write elsewhere."""
     out = tmp_path_factory.mktemp("phantoms")
-    write_phantom_archive(out, 20, rows=64, progress=False)
+    write_phantom_archive(out, 20, rows=64, reports=True, progress=False)
     return out
 
 

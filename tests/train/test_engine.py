@@ -37,14 +37,17 @@ TINY = {"spark": ["method_options.decoder_width=32"],
                  "clip_grad_mode=per_parameter"],
         "swav": ["method_options.prototypes=16", "method_options.hidden_dim=32", "method_options.feature_dim=8",
                  "method_options.local_crops=2", "method_options.local_size=32", "method_options.queue_length=8",
-                 "method_options.epoch_queue_starts=1", "method_options.freeze_prototypes_steps=3", "optimizer=lars"]}
+                 "method_options.epoch_queue_starts=1", "method_options.freeze_prototypes_steps=3", "optimizer=lars"],
+        "caption": ["method_options.width=32", "method_options.heads=4", "method_options.feedforward=64",
+                    "method_options.vocab_size=300", "method_options.max_length=48", "optimizer=adamw"]}
 ENCODER = {"spark": "encoder.backbone", "moco": "backbone", "dino": "teacher_backbone",  # what each exports
-           "swav": "backbone"}
+           "swav": "backbone", "caption": "backbone"}
 
 
 def _arguments(method: str, data: Path, out: Path) -> list[str]:
     settings = ["epochs=2", "batch_size=4", "image_size=64", "workers=0", "warmup_epochs=1", "checkpoint_every=1",
                 "keep_checkpoints=2", "log_every=1", "lr=0.05", *TINY[method]]
+    data = data / "labels.csv" if method == "caption" else data  # the reports are a column of the manifest
     return ["--method", method, "--data", str(data), "--backbone", "resnet18", "--out", str(out),
             *[a for s in settings for a in ("--set", s)]]
 
@@ -54,7 +57,7 @@ def _metrics(run: Path) -> dict[int, str]:
         return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("method", ["spark", "moco", "dino", "swav"])
+@pytest.mark.parametrize("method", ["spark", "moco", "dino", "swav", "caption"])
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, method, one_thread):
     whole = tmp_path / "whole"
     assert main(["pretrain", *_arguments(method, phantoms, whole), "--quiet"]) == 0
@@ -75,6 +78,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, phantoms, 
     final = torch.load(checkpoints(whole)[-1], weights_only=False)["model"]
     for name, value in torch.load(checkpoints(killed)[-1], weights_only=False)["model"].items():
         assert torch.equal(value, final[name]), name  # the queues of MoCo and SwAV, the EMA encoders, DINO's centre included
+    if method == "caption":  # the vocabulary the resumed run read back is the one it was trained with
+        assert (killed / "tokenizer.json").read_text() == (whole / "tokenizer.json").read_text()
     assert _metrics(killed) == _metrics(whole)  # every step's loss, those after the resume too
     # TensorBoard holds the same losses, once per step: the killed run's extra events were purged.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -259,7 +264,7 @@ def test_bad_configs_fail_before_any_work(tmp_path, phantoms, change, error, mes
 def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
     with pytest.raises(SystemExit) as exit:  # argparse names the choices
         main(["pretrain", "--method", "barlow", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
-    choices = "'spark', 'simclr', 'moco', 'byol', 'swav', 'gmml', 'dino'"
+    choices = "'spark', 'simclr', 'moco', 'byol', 'swav', 'gmml', 'dino', 'caption'"
     assert exit.value.code == 2 and f"invalid choice: 'barlow' (choose from {choices})" in capsys.readouterr().err
     # A config error is the user's to fix: a message and exit status 2, no traceback.
     assert main(["pretrain", "--data", str(phantoms), "--out", str(tmp_path / "r"), "--image-size", "200"]) == 2
@@ -276,7 +281,8 @@ def test_cli_reports_config_errors(capsys, tmp_path, phantoms, monkeypatch):
 
 
 def test_every_subcommand_help_names_its_choices_and_defaults(capsys):
-    for command, expected in [("pretrain", ["{spark,simclr,moco,byol,swav,gmml,dino}", "{torch,dali}", "(default: 'resnet50')",
+    for command, expected in [("pretrain", ["{spark,simclr,moco,byol,swav,gmml,dino,caption}", "{torch,dali}",
+                                            "(default: 'resnet50')",
                                             "resnet18, resnet50, convnext_tiny", "(default: 224)"]),
                               ("phantoms", ["(default: 100)", "(default: explicit)", "jpeg2000"]),
                               ("finetune", ["{linear,full,frozen_then_full}", "{classification,segmentation}",

@@ -22,9 +22,9 @@ from cxrfast.train.sweep import cell_config, cells, load_sweep
 
 def test_the_recipes_are_listed_and_printed(capsys):
     assert {name: r.kind for name, r in recipes().items()} == {
-        "byol": "pretrain", "dino": "pretrain", "gmml": "pretrain", "swav": "pretrain", "tayebi-arasteh": "finetune",
-        "tayebi-arasteh-sweep": "sweep", "verma-tapaswi": "sweep", "wolf": "sweep", "wolf-ct": "sweep",
-        "wolf-downstream": "finetune"}
+        "byol": "pretrain", "caption": "pretrain", "dino": "pretrain", "gmml": "pretrain", "swav": "pretrain",
+        "tayebi-arasteh": "finetune", "tayebi-arasteh-sweep": "sweep", "verma-tapaswi": "sweep", "radtex": "sweep",
+        "wolf": "sweep", "wolf-ct": "sweep", "wolf-downstream": "finetune"}
     assert main(["recipes"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in recipes()) and "Verma & Tapaswi" in listed
@@ -46,7 +46,7 @@ def test_a_pretraining_preset_under_flags_and_overrides(tmp_path, phantoms, caps
     assert (saved.backbone, saved.image_size, saved.method_options) == ("vit_tiny_patch16_224", 32, {"blocks": [6, 12]})
     assert (out / "encoder.safetensors").is_file()
     assert main(["pretrain", "--preset", "wolf", "--data", str(phantoms), "--out", str(tmp_path / "other")]) == 2
-    assert "no pretrain recipe 'wolf'; there are: byol, dino, gmml, swav" in capsys.readouterr().err
+    assert "no pretrain recipe 'wolf'; there are: byol, caption, dino, gmml, swav" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -62,9 +62,12 @@ def _sweep(name, paths, *more):
                              f"variables.unlabelled={paths / 'unlabelled'}", *more))
 
 
-@pytest.mark.parametrize("name", ["verma-tapaswi", "wolf", "wolf-ct"])
+@pytest.mark.parametrize("name", ["verma-tapaswi", "wolf", "wolf-ct", "radtex"])
 def test_each_sweep_recipe_gives_valid_cells(name, paths):
-    extra = (f"variables.imagenet={paths / 'imagenet.safetensors'}",) if name == "verma-tapaswi" else ()
+    extra = {"verma-tapaswi": (f"variables.imagenet={paths / 'imagenet.safetensors'}",),
+             "radtex": (f"variables.imagenet={paths / 'imagenet.safetensors'}",
+                        f"variables.in_domain={paths / 'imagenet.safetensors'}",
+                        f"variables.reports={paths / 'unlabelled'}")}.get(name, ())
     config = _sweep(name, paths, *extra)  # checked as it loads
     for arm, settings in config.arms.items():
         cell = next(c for c in cells(config) if c.arm == arm)
@@ -84,6 +87,10 @@ def test_each_sweep_recipe_gives_valid_cells(name, paths):
         assert sorted(config.arms) == ["byol", "moco", "random", "spark", "swav"]
         if name == "wolf-ct":
             assert config.arms["swav"]["pretrain"]["method_options"]["prototypes"] == 500
+    elif name == "radtex":  # under 1,000 labels of a 10,000-image split; captioning's VirTex head
+        assert sorted(config.arms) == ["caption", "imagenet", "in_domain", "random"] and config.baseline == "imagenet"
+        assert max(config.label_fractions) * 10_000 <= 1000
+        assert config.arms["caption"]["pretrain"]["method_options"]["width"] == 1024
     else:
         assert config.baseline == "imagenet" and config.arms["imagenet_moco"]["pretrain"]["init_checkpoint"] == str(
             paths / "imagenet.safetensors")

@@ -58,15 +58,21 @@ class ViewAugment:
         """(B, C, H, W) float in [0, 1] -> one augmented view (B, C, *size)."""
         return self._augment(images, None, generator)[0]
 
+    def with_flips(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The view (as `__call__` draws it) and which samples were mirrored, (B,) bool: a
+        report's left and right swap with its image."""
+        views, _, flips = self._augment(images, None, generator)
+        return views, flips
+
     def with_masks(self, images: Tensor, masks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """The view of `images` and the same crop, turn and flip of their (B, 1, H, W) masks,
         sampled nearest (a mask stays 0 or 1); intensity changes touch the images only."""
         if masks.shape != (images.shape[0], 1, *images.shape[2:]):
             raise ValueError(f"masks {tuple(masks.shape)} must be one channel of the images' {tuple(images.shape)}")
-        return self._augment(images, masks, generator)
+        return self._augment(images, masks, generator)[:2]
 
     def _augment(self, images: Tensor, masks: Tensor | None, generator: torch.Generator
-                 ) -> tuple[Tensor, Tensor | None]:
+                 ) -> tuple[Tensor, Tensor | None, Tensor]:
         _check(images)
         b, _, height, width = images.shape
         draw = lambda *shape: torch.rand(*shape, generator=generator).to(images.device)  # noqa: E731
@@ -82,7 +88,7 @@ class ViewAugment:
                            torch.exp((gamma * 2 - 1) * self.gamma))
         sigma = self.blur_sigma[0] + draw(b) * (self.blur_sigma[1] - self.blur_sigma[0])
         return gaussian_blur(views, torch.where(draw(b) < self.blur, sigma, torch.zeros_like(sigma)),
-                             self.blur_sigma[1]), moved
+                             self.blur_sigma[1]), moved, flips
 
     def views(self, images: Tensor, count: int, generator: torch.Generator) -> list[Tensor]:
         """`count` independent views of every image (SimCLR and MoCo take two)."""

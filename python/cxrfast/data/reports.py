@@ -87,8 +87,9 @@ def attach_mimic_reports(manifest: str | os.PathLike, reports: str | os.PathLike
                          sections: tuple[str, ...] = DEFAULT_SECTIONS, drop_priors: bool = False,
                          path_column: str = "path") -> tuple[Path, dict[str, str]]:
     """`manifest` with a `report` column, each image's study report, written to `out`; images
-    whose report is missing or unusable are left out and returned (image -> reason), so the
-    caller reports them. `prepare` carries the column into the cache's manifest."""
+    whose report is missing or unusable are left out, listed with the reason in
+    `left_out_path(out)` and returned (image -> reason). `prepare` carries the column into the
+    cache's manifest."""
     manifest = Path(manifest)
     with open(manifest, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -108,4 +109,12 @@ def attach_mimic_reports(manifest: str | os.PathLike, reports: str | os.PathLike
     writer = csv.DictWriter(text, fieldnames=[*fields, *[REPORT_COLUMN] * (REPORT_COLUMN not in fields)])
     writer.writeheader()
     writer.writerows(kept)
+    listed = io.StringIO()
+    csv.writer(listed).writerows([("image", "reason"), *left_out.items()])
+    write_text_atomically(left_out_path(out), listed.getvalue())
     return write_text_atomically(out, text.getvalue()), left_out
+
+
+def left_out_path(out: str | os.PathLike) -> Path:
+    """Where `attach_mimic_reports` lists the images it left out."""
+    return Path(out).with_suffix(".left_out.csv")

@@ -10,6 +10,7 @@ from torch import nn
 
 from cxrfast.errors import ConfigError
 from cxrfast.methods.byol import BYOL
+from cxrfast.methods.caption import Caption
 from cxrfast.methods.dino import DINO
 from cxrfast.methods.gmml import GMML
 from cxrfast.methods.method import Method
@@ -19,7 +20,7 @@ from cxrfast.methods.simclr import SimCLR
 from cxrfast.methods.spark import SparK
 from cxrfast.methods.swav import SwAV
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo, BYOL, SwAV, GMML, DINO)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SparK, SimCLR, MoCo, BYOL, SwAV, GMML, DINO, Caption)}
 
 
 def method_class(name: str) -> type[Method]:
@@ -32,5 +33,5 @@ def create_method(name: str, backbone: nn.Module, image_size: int = 224, **optio
     return method_class(name).build(backbone, image_size, options)
 
 
-__all__ = ["BYOL", "DINO", "GMML", "METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "SwAV", "create_method",
+__all__ = ["BYOL", "Caption", "DINO", "GMML", "METHODS", "Method", "MoCo", "Objective", "SimCLR", "SparK", "SwAV", "create_method",
            "method_class"]

@@ -4,11 +4,14 @@ it takes, checks its options before any work starts, and hands back its backbone
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import nn
+from torch.utils.data import Dataset
 
 from cxrfast.data.augment import Crops, ViewAugment
+from cxrfast.data.datasets import SSLViews
 from cxrfast.errors import ConfigError
 from cxrfast.methods.objective import Objective
 
@@ -36,6 +39,14 @@ class Method(Objective):
         unknown = sorted(set(options) - accepted)
         if unknown:
             raise ConfigError(f"method {cls.name}: unknown options {unknown}; known: {', '.join(sorted(accepted))}")
+
+    @classmethod
+    def training_views(cls, images: Dataset, crops: list[Crops], *, seed: int, run: Path, options: dict[str, Any],
+                       rank: int = 0, resume: bool = False) -> tuple[Dataset, dict[str, Any]]:
+        """The dataset of `Batch` items a pretraining epoch draws from `images`, and what the
+        constructor takes from the data (captioning: the vocabulary of the reports, saved under
+        `run` and read back when resuming); the views of `crops` here."""
+        return SSLViews(images, crops, seed=seed), {}
 
     @classmethod
     def build(cls, backbone: nn.Module, image_size: int, options: dict[str, Any]) -> Method:

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from cxrfast.data.augment import Crops
 from cxrfast.data.datasets import ImageFiles, SSLViews
 from cxrfast.data.loader import EpochLoader
 from cxrfast.data.prepared_cache import PreparedCache, is_prepared_cache
+from cxrfast import process_group
 from cxrfast.errors import ConfigError
 from cxrfast.train.linear_probe import ProbeResult, ProbeSet, linear_probe
 from cxrfast.methods import method_class
@@ -61,8 +63,12 @@ def open_images(data: str | os.PathLike, display: str | None = None):
     return ImageFiles(data)
 
 
-def open_loader(config: PretrainConfig, crops: list[Crops], device: torch.device, images) -> ResumableLoader:
+def open_loader(config: PretrainConfig, crops: list[Crops], device: torch.device, images,
+                views: Dataset) -> ResumableLoader:
     if config.loader == "dali":
+        if not isinstance(views, SSLViews):
+            raise ConfigError(f"loader dali feeds images alone; method {config.method} reads more with them (its "
+                              "reports): use loader torch")
         if images.channels != 1 or config.display is not None:
             raise ConfigError(f"loader dali feeds one channel of display values; {config.data} gives "
                               f"{images.channels} (HU or several windows): use loader torch")
@@ -73,7 +79,6 @@ def open_loader(config: PretrainConfig, crops: list[Crops], device: torch.device
         # DALI's Python sources run in worker processes: at least one.
         return DaliLoader(config.data, config.batch_size, crops=crops, device="cuda" if device.type == "cuda" else "cpu",
                           workers=max(1, config.workers), seed=config.seed)
-    views = SSLViews(images, crops, seed=config.seed)
     return EpochLoader(views, config.batch_size, workers=config.workers, seed=config.seed)
 
 
@@ -89,12 +94,15 @@ class Pretraining:
                           if config.probe_labels else None)
         self.device = resolve_device(config.device)
         images = open_images(config.data, config.display)
-        loader = open_loader(config, crops, self.device, images)  # an empty folder fails here, before any model
+        views, from_data = method_type.training_views(images, crops, seed=config.seed, run=Path(config.out),
+                                                      options=config.method_options, rank=process_group.rank(),
+                                                      resume=resume)
+        loader = open_loader(config, crops, self.device, images, views)  # an empty folder fails here, before any model
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         depth = {} if config.drop_path is None else {"drop_path_rate": config.drop_path}
         backbone = create_backbone(config.backbone, checkpoint=config.init_checkpoint, image_size=config.image_size,
                                    in_chans=images.channels, **depth)
-        self.method = method_type.build(backbone, config.image_size, config.method_options)
+        self.method = method_type.build(backbone, config.image_size, {**config.method_options, **from_data})
         self.loop = TrainingLoop(config, self.method, loader, run=Path(config.out), device=self.device, resume=resume,
                                  progress=progress, description="pretraining", epoch_end=self._monitor)
 
