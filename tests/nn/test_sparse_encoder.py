@@ -27,7 +27,7 @@ def _timm(name):
 BACKBONES = {
     "resnet-like": (lambda in_chans: ResNet(in_chans=in_chans), {"patch_size": 32, "stages": STAGES[ResNet]}),
     "convnext-like": (lambda in_chans: ConvNeXt(in_chans=in_chans), {"patch_size": 32, "stages": STAGES[ConvNeXt]}),
-    **{name: (_timm(name), {}) for name in ["resnet18", "resnet50", "convnext_tiny", "convnext_small"]},
+    **{name: (_timm(name), {}) for name in ["resnet18", "resnet50", "convnext_tiny"]},
 }
 
 
@@ -74,9 +74,10 @@ def test_stages_and_gradients_equal_dense_masked(name, ratio, batch, in_chans, g
     check_against_dense_masked(name, ratio, batch, in_chans, grid)
 
 
-# The deeper variants (resnet50, convnext_small) repeat their smaller siblings' blocks: one case each.
+# ResNet-50's bottlenecks get one case; ConvNeXt-S only repeats ConvNeXt-T's blocks (27 in stage 3,
+# not 9), so it adds half a minute and nothing new.
 @pytest.mark.parametrize("name,ratio,batch,in_chans,grid", [
-    *[(name, 0.6, 2, 1, (2, 3)) for name in ["resnet18", "resnet50", "convnext_tiny", "convnext_small"]],
+    *[(name, 0.6, 2, 1, (2, 3)) for name in ["resnet18", "resnet50", "convnext_tiny"]],
     *[(name, 0.9, 5, 3, (3, 2)) for name in ["resnet18", "convnext_tiny"]],
 ])
 def test_timm_encoders_equal_dense_masked(name, ratio, batch, in_chans, grid):

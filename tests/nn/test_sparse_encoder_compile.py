@@ -27,8 +27,9 @@ def _encoder(kind, patch: int, kept: int | None) -> SparseEncoder:
 LAYOUTS = {"p32-kept": (32, 3), "p16-kept": (16, 12), "p32-any": (32, None)}
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("kind", [ResNet, ConvNeXt])
+# Each layout once and each backbone at least once: every pairing costs half a minute of tracing and
+# the layouts' code paths do not depend on the block type.
+@pytest.mark.parametrize("kind,layout", [(ResNet, "p16-kept"), (ResNet, "p32-any"), (ConvNeXt, "p32-kept")])
 def test_one_graph_equal_to_eager(kind, layout):
     patch, kept = LAYOUTS[layout]
     torch._dynamo.reset()

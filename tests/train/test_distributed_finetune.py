@@ -40,12 +40,11 @@ def _column(path, name) -> list[float]:
         return [float(row[name]) for row in csv.DictReader(f)]
 
 
-def test_two_processes_equal_one_with_the_global_batch(tmp_path):
+def test_two_processes_equal_one_with_the_global_batch(tmp_path, one_thread):  # as each rank
     data = tmp_path / "data"
     labels = write_phantom_archive(data, 40, rows=64, progress=False,
                                    findings=Findings({"Cardiomegaly": Finding(0.5), "Pleural Effusion": Finding(0.4)}))
     mp.spawn(_rank, args=(free_port(), str(labels), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
-    torch.set_num_threads(1)
     single = finetune(_config(labels, tmp_path / "one", GLOBAL_BATCH), progress=False)
     assert single.steps == 4  # 20 training images: 2 steps of 8 per epoch
     ddp, one = tmp_path / "ddp", tmp_path / "one"

