@@ -181,6 +181,17 @@ def _recipes(args) -> int:
     return 0
 
 
+def _caption(args) -> int:
+    from cxrfast.train.captions import captions_with_run
+
+    console = Console()
+    with console.status(f"writing a report for every image of {args.data}"):
+        out = captions_with_run(args.source, args.data, args.out, beam=args.beam, batch_size=args.batch_size,
+                                device=args.device)
+    console.print(f"reports: {out}")
+    return 0
+
+
 def _report(args) -> int:
     from cxrfast.eval.report import write_report
 
@@ -402,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="where --data is scored: auto, cpu, cuda")
     _statistics_arguments(evaluate)
     evaluate.set_defaults(run=_evaluate)
+    caption = command("caption", help="a captioning run's reports of images, for a qualitative look")
+    caption.add_argument("source", metavar="RUN", help="a cxrfast pretrain run of method caption")
+    caption.add_argument("data", help="images: a folder, a manifest CSV or a prepared cache")
+    caption.add_argument("--out", required=True, help="the CSV to write: name, report, and the image's own report")
+    caption.add_argument("--beam", type=int, default=1, help="beam width; 1: greedy decoding")
+    caption.add_argument("--batch-size", type=int, default=32, help="images decoded at once")
+    caption.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    caption.set_defaults(run=_caption)
     compare = command("compare", help="models on the same images: DeLong and paired bootstrap, corrected p")
     compare.add_argument("predictions", nargs="+", help="predictions.csv files or finetune run folders")
     compare.add_argument("--names", nargs="+", default=None, help="one per model; default: their run folders")

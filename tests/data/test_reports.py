@@ -143,10 +143,14 @@ def test_the_tokenizer_round_trips_truncates_to_the_end_token_and_is_determinist
     assert tokenizer.vocab_size == 400
     tokens, lengths = tokenizer.encode([*reports[:4], odd], max_length=256)
     for row, length, text in zip(tokens, lengths, [*reports[:4], odd]):
-        assert row[0] == SOS_ID and row[length - 1] == EOS_ID and (row[length:] == PAD_ID).all()
+        # Row by row from the library's own single encoding: [SOS], its ids, [EOS], then padding.
+        ids = tokenizer.tokenizer.encode(text, add_special_tokens=False).ids
+        assert length == len(ids) + 2 and row[:length].tolist() == [SOS_ID, *ids, EOS_ID]
+        assert (row[length:] == PAD_ID).all() and tokens.shape[1] == max(lengths)
         assert tokenizer.decode(row.tolist()) == text  # byte-level: nothing is unknown
     short, short_lengths = tokenizer.encode(reports[:2], max_length=8)
     assert short.shape == (2, 8) and (short[:, -1] == EOS_ID).all() and (short_lengths == 8).all()
+    assert tokenizer.encode([], max_length=8)[0].shape == (0, 2)
     assert ReportTokenizer.train(reports, vocab_size=400).tokenizer.to_str() == tokenizer.tokenizer.to_str()
     loaded = ReportTokenizer.load(tokenizer.save(tmp_path / "tokenizer.json"))
     assert (loaded.encode(reports[:4], 256)[0] == tokenizer.encode(reports[:4], 256)[0]).all()

@@ -7,6 +7,8 @@ match the phantoms' labels better than the same reports given to other images.""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -14,14 +16,19 @@ import torch.nn.functional as F
 from helpers.naive_caption import NaiveBicaptioning
 from torch import nn
 
+from cxrfast.cli import main
 from cxrfast.data.augment import ViewAugment
 from cxrfast.data.caption_views import CaptionViews, image_reports
 from cxrfast.data.datasets import ImageFiles, view_generator
+from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.data.report_tokenizer import EOS_ID, PAD_ID, SOS_ID, ReportTokenizer
 from cxrfast.data.sources import find_sources
+from cxrfast.data.synthetic import FINDINGS, Finding, Findings
+from cxrfast.data.synthetic_reports import report_f1
 from cxrfast.errors import ConfigError, DataError
 from cxrfast.io.png_writer import write_png
 from cxrfast.models.caption_decoder import CaptionDecoder, reversed_captions
+from cxrfast.train import PretrainConfig, pretrain
 
 VOCAB, CHANNELS = 60, 24
 
@@ -141,11 +148,69 @@ def test_a_mirrored_view_swaps_its_reports_sides(tmp_path):
         image_reports(ImageFiles(find_sources(tmp_path / "bad.csv")))
 
 
-def test_bad_options_are_refused():
+def test_bad_options_are_refused(tmp_path):
     from cxrfast.methods import create_method
     from cxrfast.models import create_backbone
+    from cxrfast.train.captions import load_captioner
+
+    with pytest.raises(ConfigError, match="no config.yaml; give a cxrfast pretrain run of method caption"):
+        load_captioner(tmp_path)
+    (tmp_path / "config.yaml").write_text("method: simclr\n")
+    with pytest.raises(ConfigError, match="a simclr run; only method caption writes reports"):
+        load_captioner(tmp_path)
+    (tmp_path / "config.yaml").write_text("method: caption\n")
+    with pytest.raises(ConfigError, match="no checkpoint yet"):
+        load_captioner(tmp_path)
 
     with pytest.raises(ConfigError, match="its tokenizer comes from the reports"):
         create_method("caption", create_backbone("resnet18"))
     with pytest.raises(ConfigError, match="max_length at least 2"):
         create_method("caption", create_backbone("resnet18"), max_length=1)
+
+
+def test_a_briefly_trained_captioner_reports_what_it_sees(tmp_path):
+    """192 phantoms (cardiomegaly and effusion at prevalence ½, plainly visible), ResNet-18 at 32²,
+    480 AdamW steps; then `cxrfast caption` on 64 other phantoms. The findings read back from the
+    greedy reports score a label F1 well above the same reports given to the next image, which is
+    what a decoder that ignores the image (one report for all) or guesses at the prevalence gets.
+    Measured on the 2-core VM (2026-12-03): F1 0.94 against 0.42; the test takes about 160 s."""
+    findings = Findings({"Cardiomegaly": Finding(0.5, 0.0), "Pleural Effusion": Finding(0.5, 0.0)})
+    train = write_phantom_archive(tmp_path / "train", 192, rows=64, reports=True, findings=findings, progress=False)
+    held_out = write_phantom_archive(tmp_path / "held_out", 64, rows=64, reports=True, findings=findings,
+                                     seed=10**6, progress=False)
+    config = PretrainConfig(method="caption", data=str(train), backbone="resnet18", image_size=32, epochs=40,
+                            batch_size=16, workers=0, out=str(tmp_path / "run"), lr=0.1, optimizer="adamw",
+                            warmup_epochs=1, weight_decay=0.01, weight_decay_end=0.01, keep_checkpoints=1,
+                            method_options={"width": 64, "heads": 4, "feedforward": 128, "vocab_size": 400,
+                                            "max_length": 40, "dropout": 0.0})
+    pretrain(config, progress=False)
+    assert main(["caption", str(tmp_path / "run"), str(held_out), "--out", str(tmp_path / "captions.csv")]) == 0
+    with open(tmp_path / "captions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(held_out, newline="") as f:
+        labels = [{name: int(row[name]) for name in FINDINGS} for row in csv.DictReader(f)]
+    assert [row["own_report"] for row in rows] == image_reports(ImageFiles(find_sources(held_out)))
+    reports = [row["report"] for row in rows]
+    f1, shifted = report_f1(reports, labels), report_f1(reports[1:] + reports[:1], labels)
+    assert f1 > 0.75 and f1 > shifted + 0.3, (f1, shifted)
+
+
+def test_a_vits_patch_tokens_are_the_decoders_memory_on_their_grid():
+    from cxrfast.data.batch import Batch
+    from cxrfast.methods import create_method
+    from cxrfast.models import create_backbone
+
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_tiny_patch16_224", image_size=32)
+    tokenizer = ReportTokenizer.train(["No effusion.", "Small left effusion."], vocab_size=300)
+    method = create_method("caption", backbone, 32, tokenizer=tokenizer, width=32, heads=4, feedforward=48,
+                           max_length=16, dropout=0.0)
+    images = torch.rand(2, 1, 32, 32)
+    memory = method.feature_map(images)
+    patches = backbone.forward_features(images)[:, backbone.num_prefix_tokens:]  # the class token left out
+    assert memory.shape == (2, backbone.num_features, 2, 2)
+    torch.testing.assert_close(memory.flatten(2).transpose(1, 2), patches)  # row-major, as the patches are
+    tokens, _ = tokenizer.encode(["No effusion.", "Small left effusion."], 16)
+    loss = method.training_step(Batch([images], tokens=tokens))
+    loss.backward()
+    assert torch.isfinite(loss) and backbone.patch_embed.proj.weight.grad.abs().sum() > 0

@@ -20,13 +20,17 @@ from cxrfast.data.reports import REPORT_COLUMN
 from cxrfast.errors import DataError
 
 
+def manifest_rows(images: Dataset) -> tuple[list[dict], list[str]]:
+    """Each image's manifest row and name, in order, for a prepared cache or `ImageFiles`."""
+    if hasattr(images, "records"):
+        return images.records, [row["name"] for row in images.records]
+    sources = getattr(images, "sources", [])
+    return [source.columns for source in sources], [source.name for source in sources]
+
+
 def image_reports(images: Dataset) -> list[str]:
     """The report of every image of a prepared cache or of `ImageFiles`, in order."""
-    if hasattr(images, "records"):
-        rows, names = images.records, [row["name"] for row in images.records]
-    else:
-        sources = getattr(images, "sources", [])
-        rows, names = [source.columns for source in sources], [source.name for source in sources]
+    rows, names = manifest_rows(images)
     if len(rows) != len(images):
         raise DataError(f"{type(images).__name__}: no manifest rows to take the reports from; give a prepared cache "
                         f"or a manifest CSV with a {REPORT_COLUMN!r} column")

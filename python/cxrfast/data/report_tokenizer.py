@@ -12,10 +12,12 @@ to stop), and padded with [PAD], which the loss ignores.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -78,13 +80,15 @@ class ReportTokenizer:
         `max_length`), and each caption's length."""
         if max_length < 2:
             raise ConfigError(f"max_length {max_length}: a caption holds at least [SOS] and [EOS]")
-        encoded = self.tokenizer.encode_batch(list(reports), add_special_tokens=False)
-        captions = [[SOS_ID, *e.ids[:max_length - 2], EOS_ID] for e in encoded]
-        lengths = torch.tensor([len(c) for c in captions], dtype=torch.long)
-        tokens = torch.full((len(captions), max(map(len, captions), default=0)), PAD_ID, dtype=torch.long)
-        for k, caption in enumerate(captions):
-            tokens[k, :len(caption)] = torch.tensor(caption)
-        return tokens, lengths
+        words = [e.ids[:max_length - 2] for e in self.tokenizer.encode_batch(list(reports), add_special_tokens=False)]
+        # Packed in numpy with one scatter: a row at a time in torch took longer than the encoding.
+        counts = np.fromiter(map(len, words), np.int64, len(words))
+        flat = np.fromiter(itertools.chain.from_iterable(words), np.int64, int(counts.sum()))
+        tokens = np.full((len(words), int(counts.max(initial=0)) + 2), PAD_ID, np.int64)
+        rows = np.repeat(np.arange(len(words)), counts)
+        tokens[rows, np.arange(flat.size) - np.repeat(np.cumsum(counts) - counts, counts) + 1] = flat
+        tokens[:, 0], tokens[np.arange(len(words)), counts + 1] = SOS_ID, EOS_ID
+        return torch.from_numpy(tokens), torch.from_numpy(counts + 2)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of a caption's ids, up to its end token, the specials left out."""

@@ -37,6 +37,9 @@ class Caption(Method):
     views = 1
     augment_defaults = dict(scale=(0.8, 1.0), hflip=0.5, rotation=5.0, brightness=0.1, contrast=0.1, gamma=0.1,
                             blur=0.2)
+    # The decoder reads the backbone's forward_features: a head's norm after the pooling (ConvNeXt's)
+    # gets no gradient.
+    ddp_unused_parameters = True
 
     def __init__(self, backbone: nn.Module, *, tokenizer: ReportTokenizer | None = None, vocab_size: int = 10000,
                  max_length: int = 128, width: int = 1024, layers: int = 1, heads: int = 16, feedforward: int = 4096,
