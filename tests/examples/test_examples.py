@@ -31,3 +31,30 @@ def test_sparse_encoder_in_a_plain_loop():
     plain.load_state_dict(network.state_dict())
     images = example.phantoms(2, 96)
     torch.testing.assert_close(network.eval()(images), plain.eval()(images))
+
+
+def test_dicom_reader_and_loader_in_a_users_dataset_and_loop(tmp_path):
+    """Every image once per epoch, in a new order each epoch; the views are read_dicom's display
+    values; the loop's NT-Xent is lightly's definition (brute force: cosine similarities over τ,
+    each embedding's positive its other view, the 2N − 2 others its negatives, mean over 2N).
+    A few steps do not make SimCLR's loss fall on phantoms this alike, so that is not asserted."""
+    from cxrfast.data.phantom_archive import write_phantom_archive
+    from cxrfast.io.dicom import read_dicom
+
+    example = _example("dicom_dataset_loop")
+    write_phantom_archive(tmp_path, 16, rows=64, progress=False)
+    losses, seen = example.train(tmp_path, epochs=2, batch=8)
+    assert all(sorted(epoch) == list(range(16)) for epoch in seen) and seen[0] != seen[1]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    dataset = example.TwoViewDicomFolder(tmp_path)
+    torch.manual_seed(0)
+    image = torch.from_numpy(read_dicom(dataset.files[3]).pixels)
+    view, _, index = dataset[3]
+    assert index == 3 and view.shape == (1, 64, 64) and image.min() <= view.min() and view.max() <= image.max()
+    z0, z1 = torch.randn(8, 32), torch.randn(8, 32)
+    z = torch.nn.functional.normalize(torch.cat([z0, z1]), dim=1)
+    logits = (z @ z.T / 0.2).fill_diagonal_(float("-inf"))
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(16).roll(8))
+    from cxrfast.losses import NTXentLoss
+
+    torch.testing.assert_close(NTXentLoss(temperature=0.2)(z0, z1), expected)
