@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
     caption = command("caption", help="a captioning run's reports of images, for a qualitative look")
     caption.add_argument("source", metavar="RUN", help="a cxrfast pretrain run of method caption")
-    caption.add_argument("data", help="images: a folder, a manifest CSV or a prepared cache")
+    caption.add_argument("data", metavar="DATA", help="images: a folder, a manifest CSV or a prepared cache")
     caption.add_argument("--out", required=True, help="the CSV to write: name, report, and the image's own report")
     caption.add_argument("--beam", type=int, default=1, help="beam width; 1: greedy decoding")
     caption.add_argument("--batch-size", type=int, default=32, help="images decoded at once")

@@ -31,6 +31,11 @@ from cxrfast.data.batch import Batch
 from cxrfast.data.dali_samples import PipelineSamples
 from cxrfast.errors import DataError
 
+# DALI's CPU JPEG 2000 decoder is OpenCV's, which logs a warning for every codestream without a
+# colour space (all of DICOM's, which are grey): the decoder probe alone printed dozens. Errors
+# still show; a user's own setting wins.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
 try:
     import nvidia.dali.fn as fn
     import nvidia.dali.math as dmath
