@@ -6,18 +6,16 @@ The loader's order is `EpochLoader`'s (a seeded shuffle, sharded by rank), so ei
 feed the same loop; `state_dict()` resumes it at the next batch. A DALI GPU build also decodes
 JPEG 2000 and JPEG on the device (see the README's data section).
 
-    python examples/dali_loop.py DICOM_FOLDER --epochs 3
+    python examples/dali_loop.py DICOM_FOLDER --epochs 3   # cxrfast phantoms FOLDER writes synthetic DICOM
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import torch
 
 from cxrfast.data.dali import DaliLoader
-from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.methods import create_method, method_class
 from cxrfast.models import create_backbone
 
@@ -46,13 +44,10 @@ def train(folder, epochs: int, *, image_size: int = 64, batch_size: int = 8, see
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", help="DICOM files; none: phantoms are written first")
+    parser.add_argument("folder", help="DICOM files (`cxrfast phantoms FOLDER --rows 128` writes some)")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    folder = args.folder or tempfile.mkdtemp(prefix="phantoms-")
-    if args.folder is None:
-        write_phantom_archive(folder, 64, rows=128)
-    losses, _, _ = train(folder, args.epochs)
+    losses, _, _ = train(args.folder, args.epochs)
     print(f"SparK's loss {sum(losses[:5]) / 5:.3f} -> {sum(losses[-5:]) / 5:.3f} over {len(losses)} DALI batches")
 
 

@@ -6,14 +6,13 @@ views; `EpochLoader` batches it (each image once per epoch, reshuffled by seed a
 by rank under torchrun, resumable mid-epoch); your loop trains SimCLR with cxrfast's
 `NTXentLoss`, lightly's call signature (`loss(z0, z1)`).
 
-    python examples/dicom_dataset_loop.py DICOM_FOLDER --epochs 5
-    python examples/dicom_dataset_loop.py --phantoms 64         # writes synthetic DICOM first
+    cxrfast phantoms phantoms --count 64 --rows 128       # synthetic DICOM, if you have none at hand
+    python examples/dicom_dataset_loop.py phantoms --epochs 5
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import torch
@@ -76,18 +75,11 @@ def train(folder: str | Path, epochs: int, *, batch: int = 8, workers: int = 0, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", help="DICOM files; none: --phantoms are written first")
-    parser.add_argument("--phantoms", type=int, default=64)
+    parser.add_argument("folder", help="DICOM files (`cxrfast phantoms FOLDER --rows 128` writes some)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    folder = args.folder
-    if folder is None:
-        from cxrfast.data.phantom_archive import write_phantom_archive
-
-        folder = tempfile.mkdtemp(prefix="phantoms-")
-        write_phantom_archive(folder, args.phantoms, rows=128)
-    losses, _ = train(folder, args.epochs, workers=args.workers)
+    losses, _ = train(args.folder, args.epochs, workers=args.workers)
     print("NT-Xent per epoch:", " ".join(f"{loss:.3f}" for loss in losses))
 
 

@@ -7,13 +7,12 @@ optimiser step, devices, precision and logging. cxrfast's own trainer (`cxrfast 
 the recipes' schedules (learning rate, weight decay, a method's momentum or temperature through
 `Method.schedule`), exact resume and the linear probe; a Lightning user sets those up themselves.
 
-    python examples/lightning_module.py --steps 50
+    python examples/lightning_module.py DICOM_FOLDER --steps 50
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import cxrfast  # noqa: F401  (first: then Lightning's torchvision import works beside a CPU torch)
 import lightning as L
@@ -21,7 +20,6 @@ import torch
 
 from cxrfast.data.datasets import ImageFiles, SSLViews
 from cxrfast.data.loader import EpochLoader
-from cxrfast.data.phantom_archive import write_phantom_archive
 from cxrfast.methods import create_method, method_class
 from cxrfast.models import create_backbone
 
@@ -59,13 +57,10 @@ def train(folder, steps: int, *, method: str = "spark", seed: int = 0, **trainer
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", help="radiographs (DICOM, PNG); none: phantoms are written first")
+    parser.add_argument("folder", help="DICOM files (`cxrfast phantoms FOLDER --rows 128` writes some)")
     parser.add_argument("--steps", type=int, default=50)
     args = parser.parse_args()
-    folder = args.folder or tempfile.mkdtemp(prefix="phantoms-")
-    if args.folder is None:
-        write_phantom_archive(folder, 64, rows=128)
-    module = train(folder, args.steps)
+    module = train(args.folder, args.steps)
     print(f"SparK's loss {sum(module.losses[:5]) / 5:.3f} -> {sum(module.losses[-5:]) / 5:.3f}")
 
 
