@@ -135,7 +135,7 @@ bool read_stored(int fd, uint64_t offset, void* dst, size_t count, const PixelFo
   bool ok = true;
   uint8_t* out = static_cast<uint8_t*>(dst);
   // Straight into the destination, then fixed up in place while the chunk is in cache.
-#pragma omp parallel for schedule(dynamic) reduction(&& : ok)
+#pragma omp parallel for schedule(dynamic) reduction(&& : ok) if (chunks > 1)
   for (int64_t c = 0; c < chunks; ++c) {
     size_t begin = size_t(c) * per_chunk, n = std::min(count - begin, per_chunk);
     uint8_t* p = out + begin * item;
@@ -157,7 +157,7 @@ bool read_mapped(int fd, uint64_t offset, float* dst, size_t count, const PixelF
   const size_t per_chunk = kChunkBytes / 4 / item;  // raw chunk plus its float output stay in L2
   const int64_t chunks = int64_t((count + per_chunk - 1) / per_chunk);
   bool ok = true;
-#pragma omp parallel reduction(&& : ok)
+#pragma omp parallel reduction(&& : ok) if (chunks > 1)
   {
     std::vector<uint8_t> raw(per_chunk * item);
 #pragma omp for schedule(dynamic)
