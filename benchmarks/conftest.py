@@ -1,75 +1,80 @@
-"""Ratios against the baseline of each group, printed after pytest-benchmark's table and saved
-as markdown in build/benchmarks/<file>.md for BENCHMARKS.md.
-
-Each benchmark tags itself: extra_info["role"] is "cxrfast", "baseline" or "floor" and
-extra_info["images"] the images one round handles, so figures are per image."""
+"""pytest-benchmark over cxrfast's shipped benchmarks (`cxrfast.bench`): each bench_<suite>.py
+holds `suite_test(suite)`, a test over its suite's full-scale cases, so `make bench` and
+`cxrfast bench` time the same steps; after pytest-benchmark's table the run prints
+cxrfast.bench's ratio table from pytest-benchmark's medians and saves it as markdown in
+build/benchmarks/<suites>.md for BENCHMARKS.md. CXRFAST_BENCH_SCALE=quick (or tiny) runs the smaller sizes instead."""
 
 from __future__ import annotations
 
-import platform
+import os
 from pathlib import Path
 
 import pytest
 
+from cxrfast.bench.case import Case, Workspace, case_settings
+from cxrfast.bench.report import Result, machine, markdown
+from cxrfast.bench.suites import suite_cases
+from cxrfast.bench.timing import peak_in_fresh_interpreter
 
-# Memory figures a benchmark may record in extra_info, and how the table names them.
-MEMORY = {"saved_MiB": "saved for backward", "peak_MiB": "peak memory"}
+SCALE = os.environ.get("CXRFAST_BENCH_SCALE", "full")
+RESULTS: list[Result] = []
 
 
-def _per_image_ms(bench) -> float:
-    return bench.stats.median * 1e3 / bench.extra_info.get("images", 1)
+def suite_test(suite: str):
+    """The test a bench_<suite>.py holds: one pytest-benchmark per case of the suite."""
+
+    @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in suite_cases(suite, SCALE, "cpu")])
+    def test(bench_case, case):
+        bench_case(case)
+
+    return test
+
+
+@pytest.fixture(scope="session")
+def workspaces(tmp_path_factory):
+    built: dict[str, Workspace] = {}
+
+    def workspace(suite: str) -> Workspace:
+        if suite not in built:
+            built[suite] = Workspace(tmp_path_factory.mktemp(suite))
+        return built[suite]
+
+    return workspace
+
+
+@pytest.fixture
+def bench_case(benchmark, workspaces):
+    """bench_case(case): time the case's rounds with pytest-benchmark, record its result."""
+
+    def run(case: Case) -> None:
+        if case.skip is not None:
+            pytest.skip(case.skip)
+        benchmark.group = f"{case.suite}: {case.group}"
+        benchmark.extra_info.update(role=case.role, items=case.items, label=case.label)
+        with case_settings(case):
+            step = case.make(workspaces(case.suite))
+            try:
+                peak = peak_in_fresh_interpreter(case.suite, SCALE, "cpu", case.id) if case.peak else None
+                benchmark.pedantic(step.run, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
+            finally:
+                if step.close is not None:
+                    step.close()
+        if benchmark.stats is None:  # --benchmark-disable (pytest's default here): each step ran once, untimed
+            return
+        stats = benchmark.stats.stats
+        RESULTS.append(Result.of(case, median_ms=stats.median * 1e3, iqr_ms=stats.iqr * 1e3, rounds=stats.rounds,
+                                 saved_mib=step.saved_mib, peak_mib=peak))
+
+    return run
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config):
-    session = getattr(config, "_benchmarksession", None)
-    if session is None or not session.benchmarks:
+    if not RESULTS:
         return
-    groups: dict[str, list] = {}
-    for bench in session.benchmarks:
-        groups.setdefault(bench.group or bench.name, []).append(bench)
-    lines = [
-        f"Machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; medians per image.",
-        "",
-        "| group | cxrfast ms/image | compared with | its ms/image | ratio |",
-        "|---|---|---|---|---|",
-    ]
-    for group, benches in groups.items():
-        ours = [b for b in benches if b.extra_info.get("role") == "cxrfast"]
-        if not ours:
-            continue
-        for our in ours:  # every cxrfast contender of the group against every reference
-            mine = _per_image_ms(our)
-            name = group if len(ours) == 1 else f"{group}: {our.extra_info.get('label', our.name)}"
-            for other in benches:
-                role = other.extra_info.get("role")
-                if role == "baseline":
-                    ratio = f"{_per_image_ms(other) / mine:.2f}× faster"
-                elif role == "floor":
-                    ratio = f"{mine / _per_image_ms(other):.2f}× the floor"
-                else:
-                    continue
-                for key, what in MEMORY.items():  # where recorded
-                    if key in other.extra_info:
-                        mib, their = our.extra_info[key], other.extra_info[key]
-                        share = f" ({mib / their:.3g}×)" if their > 0 else ""
-                        ratio += f"; {what} {mib:.0f} vs {their:.0f} MiB{share}"
-                label = other.extra_info.get("label", other.name)
-                lines.append(f"| {name} | {mine:.2f} | {label} | {_per_image_ms(other):.2f} | {ratio} |")
-    text = "\n".join(lines)
+    text = markdown(RESULTS, machine("cpu"))
     terminalreporter.write_sep("=", "cxrfast against baselines")
     terminalreporter.write_line(text)
     out = Path("build/benchmarks")
     out.mkdir(parents=True, exist_ok=True)
-    names = sorted({Path(b.fullname.split("::")[0]).stem for b in session.benchmarks})
-    (out / f"{'+'.join(names)}.md").write_text(text + "\n")
-
-
-@pytest.fixture
-def tag(benchmark):
-    """tag(role, images, label=None): mark this benchmark for the ratio table."""
-
-    def _tag(role: str, images: int, label: str | None = None) -> None:
-        benchmark.extra_info.update(role=role, images=images, label=label or role)
-
-    return _tag
+    (out / f"{'+'.join(sorted({r.suite for r in RESULTS}))}.md").write_text(text)

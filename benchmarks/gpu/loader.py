@@ -2,7 +2,7 @@
 radiographs (1024², 12-bit DICOM), uncompressed and JPEG 2000, batches of 16 delivered on the GPU.
 
 DALI decodes JPEG 2000 on the GPU (nvjpeg2k) and crops and augments there; the CPU loader is the
-one the engine uses (EpochLoader over SSLViews of the files, as benchmarks/bench_loader.py builds
+one the engine uses (EpochLoader over SSLViews of the files, as cxrfast.bench.loader builds
 it), its batches copied to the GPU. Both get the same worker count. One timed round is one pass
 over every file, its workers' start included, as an epoch of training would see it."""
 

@@ -323,6 +323,22 @@ def _transfer_syntax(text: str) -> str:
     return text
 
 
+def _bench(args) -> int:
+    from pathlib import Path
+
+    from cxrfast.bench.runner import run_bench
+    from cxrfast.bench.suites import SUITES
+
+    suites = list(SUITES) if "all" in args.suites else list(dict.fromkeys(args.suites))
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    results = run_bench(suites, "quick" if args.quick else args.scale, device, Path(args.out))
+    return 1 if any(r.error for r in results) else 0
+
+
 def _unit_interval(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -440,6 +456,22 @@ def build_parser() -> argparse.ArgumentParser:
     report = command("report", help="one self-contained HTML page (and Markdown tables) of evaluate/compare output")
     report.add_argument("folder", help="a folder cxrfast evaluate or cxrfast compare wrote")
     report.set_defaults(run=_report)
+    from cxrfast.bench.suites import SUITES
+
+    bench = command("bench", help="cxrfast against its baselines, same run: a table of medians, ratios and memory",
+                    description="Each benchmark runs with the baseline a user would otherwise run (pydicom, the naive "
+                                "losses, SparK's dense-masked encoder, a torchvision-style loader, scikit-learn loops) "
+                                "on generated phantoms, and writes the table as Markdown and JSON. Suites: "
+                                + "; ".join(f"{name}: {what}" for name, (_, what) in SUITES.items()) + ".")
+    bench.add_argument("suites", nargs="*", default=["all"], choices=[*SUITES, "all"], metavar="SUITE",
+                       help=f"{', '.join(SUITES)} or all")
+    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="auto: cuda where a GPU is seen, where the Triton and CUDA paths join in")
+    bench.add_argument("--scale", default="full", choices=("full", "quick", "tiny"),
+                       help="full: BENCHMARKS.md's sizes; quick: a few minutes on a laptop; tiny: seconds, a smoke test")
+    bench.add_argument("--quick", action="store_true", help="the same as --scale quick")
+    bench.add_argument("--out", default="bench-report", help="the folder for bench.md and bench.json")
+    bench.set_defaults(run=_bench)
     _training_parsers(commands)
     from cxrfast.train.demo import DemoSettings
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.naive_caption import NaiveBicaptioning
 from torch import nn
 
 from cxrfast.cli import main
@@ -28,6 +27,7 @@ from cxrfast.data.synthetic_reports import report_f1
 from cxrfast.errors import ConfigError, DataError
 from cxrfast.io.png_writer import write_png
 from cxrfast.models.caption_decoder import CaptionDecoder, reversed_captions
+from cxrfast.models.caption_decoder_reference import NaiveBicaptioning
 from cxrfast.train import PretrainConfig, pretrain
 
 VOCAB, CHANNELS = 60, 24

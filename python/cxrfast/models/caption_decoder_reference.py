@@ -1,8 +1,8 @@
 """The straightforward bicaptioning head, as one would first write VirTex's: two complete textual
 heads (projection, embeddings, `nn.TransformerDecoder`, output layer) with nothing shared, the
 padding masked in attention, logits at every position and `CrossEntropyLoss(ignore_index=pad)`.
-The reference of `CaptionDecoder.loss` (`from_shared` copies one decoder's weights into both
-heads) and the baseline of the captioning benchmark."""
+The reference of `CaptionDecoder.loss` in the tests (`from_shared` copies one decoder's weights
+into both heads) and the baseline of its benchmark (`cxrfast.bench.caption`)."""
 
 from __future__ import annotations
 
@@ -48,10 +48,11 @@ class NaiveBicaptioning(nn.Module):
         """Both heads holding `decoder`'s shared weights, each its own direction's layers."""
         width, vocab = decoder.words.weight.shape[1], decoder.words.weight.shape[0]
         layer = decoder.forward_layers.layers[0]
-        naive = cls(decoder.visual_projection.in_features, vocab, width=width, layers=len(decoder.forward_layers.layers),
-                    heads=layer.self_attn.num_heads, feedforward=layer.linear1.out_features,
-                    max_length=decoder.max_length, dropout=layer.dropout.p)
-        for head, layers in ((naive.forward_head, decoder.forward_layers), (naive.backward_head, decoder.backward_layers)):
+        naive = cls(decoder.visual_projection.in_features, vocab, width=width,
+                    layers=len(decoder.forward_layers.layers), heads=layer.self_attn.num_heads,
+                    feedforward=layer.linear1.out_features, max_length=decoder.max_length, dropout=layer.dropout.p)
+        directions = ((naive.forward_head, decoder.forward_layers), (naive.backward_head, decoder.backward_layers))
+        for head, layers in directions:
             head.visual_projection.load_state_dict(decoder.visual_projection.state_dict())
             head.words.load_state_dict(decoder.words.state_dict())
             head.positions.load_state_dict(decoder.positions.state_dict())
