@@ -11,7 +11,7 @@ TORCH_GPU := "torch>=2.13,!=2.13.0+cpu"
 TORCH_CPU := torch==2.13.0 torchvision==0.28.0
 TORCH := $(if $(HAS_GPU),$(TORCH_GPU),$(TORCH_CPU))
 
-.PHONY: setup build test demo bench fuzz gpu-check clean
+.PHONY: setup build test demo bench docs fuzz gpu-check clean
 
 setup: $(VENV)/.deps build
 
@@ -20,7 +20,7 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH)
 	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake
-	$(PIP) install --no-build-isolation -e ".[test,jpeg-gpl,dali,tensorboard]"
+	$(PIP) install --no-build-isolation -e ".[test,jpeg-gpl,dali,tensorboard,docs]"
 	touch $@
 
 # Incremental: CMake and ninja rebuild only what changed under build/.
@@ -39,6 +39,10 @@ fuzz: setup
 
 bench: setup
 	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-columns=median,iqr,rounds
+
+# The manual, from docs/ and the docstrings, into build/site: offline, every warning an error.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
 
 # The main job on generated data: phantoms (DICOM) -> cache -> SparK pretraining -> linear probe.
 demo: setup

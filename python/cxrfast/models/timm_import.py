@@ -6,7 +6,7 @@ torchvision's Python layer import all the same (`cxrfast.torchvision_import`), s
 works in cxrfast and in its users' code alike; `import_timm` is that import, kept as the one
 place cxrfast's own modules take timm from. The compiled operators stay unavailable, as they
 already were; `torchvision_operators()` says so, not a warning: no cxrfast code needs them, and a
-warning on every run would only alarm (the README explains the setup).
+warning on every run would only alarm (docs/drop-in.md explains the setup).
 """
 
 from __future__ import annotations
