@@ -4,7 +4,7 @@ the views a cxrfast method asks for; your loop steps the method and its optimise
 
 The loader's order is `EpochLoader`'s (a seeded shuffle, sharded by rank), so either loader can
 feed the same loop; `state_dict()` resumes it at the next batch. A DALI GPU build also decodes
-JPEG 2000 and JPEG on the device (see the README's data section).
+JPEG 2000 and JPEG on the device (see docs/preparing-data.md, the loaders).
 
     python examples/dali_loop.py DICOM_FOLDER --epochs 3   # cxrfast phantoms FOLDER writes synthetic DICOM
 """

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-import cxrfast  # noqa: F401  (first: then `import timm` works beside a CPU torch, see the README)
+import cxrfast  # noqa: F401  (first: then `import timm` works beside a CPU torch, docs/drop-in.md)
 import timm
 from cxrfast.data.loader import EpochLoader
 from cxrfast.io.dicom import read_dicom

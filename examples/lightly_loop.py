@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-import cxrfast  # noqa: F401  (first: then torchvision and lightly import beside a CPU torch, see the README)
+import cxrfast  # noqa: F401  (first: then torchvision and lightly import beside a CPU torch, docs/drop-in.md)
 import torchvision
 from lightly.models.modules import DINOProjectionHead, SimCLRProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum

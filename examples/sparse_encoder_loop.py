@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import cxrfast  # noqa: F401  (first: then `import timm` works beside a CPU torch, see the README)
+import cxrfast  # noqa: F401  (first: then `import timm` works beside a CPU torch, docs/drop-in.md)
 import timm
 from cxrfast.data.synthetic import make_phantom
 from cxrfast.methods.spark import masked_patch_loss
