@@ -1,6 +1,7 @@
 """`make gpu-check`, after the Makefile has built cxrfast with CUDA (CXRFAST_CUDA=ON): the tests
 marked `gpu`, then a short benchmark table (benchmarks/gpu/: the sparse encoder, the fused
-losses, DALI's GPU loading, each against its baselines), a report in build/gpu-check.md (also
+losses, DALI's GPU loading, each against its baselines), `cxrfast bench`'s CUDA path at tiny
+sizes, a report in build/gpu-check.md (also
 printed), and a non-zero exit on any failure: a failed or stopped test run, a case that raised, a
 missing CUDA extension. Without a usable CUDA GPU it stops at once, saying so; it never skips.
 
@@ -36,6 +37,7 @@ WORK = ROOT / "build" / "gpu-check"  # junit XML, logs and rows of the last chec
 BUDGET_S = 400  # tests and benchmarks; the build before them takes about a minute on 16 cores
 TEST_LIMIT_S = 200
 GROUP_LIMIT_S = {"encoder": 90, "losses": 75, "loader": 75}  # each contender's process
+BENCH_LIMIT_S = 120  # cxrfast bench's CUDA path at tiny sizes, after the budget above
 
 
 def gpu_problems() -> list[str]:
@@ -135,6 +137,23 @@ def run_group(module, contender: str, limit: float) -> list:
     return rows
 
 
+def run_cxrfast_bench(limit: float) -> tuple[str, str | None]:
+    """`cxrfast bench sparse losses --device cuda --scale tiny` in a child process: the Triton and
+    CUDA backends as its contenders, at sizes that check the command's CUDA path rather than
+    measure it. The Markdown it wrote, and the problem if it failed."""
+    out, log = WORK / "cxrfast-bench", WORK / "cxrfast-bench.log"
+    command = [sys.executable, "-m", "cxrfast.cli", "bench", "sparse", "losses", "--device", "cuda", "--scale",
+               "tiny", "--out", str(out)]
+    print(f"cxrfast bench: {' '.join(command[3:])} (log: {log})", flush=True)
+    with open(log, "w") as to_log:
+        try:
+            code = subprocess.run(command, stdout=to_log, stderr=subprocess.STDOUT, cwd=ROOT, timeout=limit).returncode
+        except subprocess.TimeoutExpired:
+            return "", f"cxrfast bench was stopped after {limit:.0f} s (log: {log})"
+    table = (out / "bench.md").read_text() if (out / "bench.md").exists() else ""
+    return table, None if code == 0 else f"cxrfast bench exited with status {code} (log: {log})"
+
+
 def main() -> int:
     problems = gpu_problems()
     if problems:
@@ -173,7 +192,9 @@ def main() -> int:
             for contender in section.CONTENDERS:
                 limit = min(GROUP_LIMIT_S[section.SECTION], deadline - time.perf_counter())
                 rows += run_group(section, contender, limit)
-    write_report(REPORT, info, tests, (encoder, losses, loader), rows, checks)
+    bench_table, bench_problem = run_cxrfast_bench(BENCH_LIMIT_S)
+    checks += [bench_problem] if bench_problem else []
+    write_report(REPORT, info, tests, (encoder, losses, loader), rows, checks, bench_table)
     print(REPORT.read_text())
     failures = failure_count(tests, rows, checks)
     print(f"gpu-check: {'FAILED, ' + str(failures) + ' failures' if failures else 'passed'}; report in "

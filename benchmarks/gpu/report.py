@@ -61,7 +61,7 @@ def failure_count(tests: TestSummary, rows: Sequence[Row], problems: Sequence[st
 
 
 def write_report(path: Path, machine: dict[str, str], tests: TestSummary, sections: Sequence[ModuleType],
-                 rows: Sequence[Row], problems: Sequence[str]) -> None:
+                 rows: Sequence[Row], problems: Sequence[str], bench_table: str) -> None:
     failures = failure_count(tests, rows, problems)
     verdict = f"**FAILED**: {failures} failure{'s' * (failures != 1)}, listed below" if failures else "**PASSED**"
     lines = ["# make gpu-check", "", verdict, "", "## Machine", ""]
@@ -82,6 +82,7 @@ def write_report(path: Path, machine: dict[str, str], tests: TestSummary, sectio
               "the baseline's.", ""]
     for section in sections:
         lines += section_table(section, rows)
+    lines += ["## `cxrfast bench sparse losses --device cuda --scale tiny` (the command's CUDA path, not figures)", "", bench_table]
     broken = [r for r in rows if r.error]
     refused = [r for r in rows if r.unsupported]
     if problems or broken:

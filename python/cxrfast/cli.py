@@ -329,7 +329,7 @@ def _bench(args) -> int:
     from cxrfast.bench.runner import run_bench
     from cxrfast.bench.suites import SUITES
 
-    suites = list(SUITES) if "all" in args.suites else list(dict.fromkeys(args.suites))
+    suites = list(SUITES) if not args.suites or "all" in args.suites else list(dict.fromkeys(args.suites))
     device = args.device
     if device == "auto":
         import torch
@@ -337,6 +337,14 @@ def _bench(args) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     results = run_bench(suites, "quick" if args.quick else args.scale, device, Path(args.out))
     return 1 if any(r.error for r in results) else 0
+
+
+def _bench_suite(text: str) -> str:
+    from cxrfast.bench.suites import SUITES
+
+    if text != "all" and text not in SUITES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(SUITES)} or all")
+    return text
 
 
 def _unit_interval(text: str) -> float:
@@ -463,8 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "losses, SparK's dense-masked encoder, a torchvision-style loader, scikit-learn loops) "
                                 "on generated phantoms, and writes the table as Markdown and JSON. Suites: "
                                 + "; ".join(f"{name}: {what}" for name, (_, what) in SUITES.items()) + ".")
-    bench.add_argument("suites", nargs="*", default=["all"], choices=[*SUITES, "all"], metavar="SUITE",
-                       help=f"{', '.join(SUITES)} or all")
+    bench.add_argument("suites", nargs="*", type=_bench_suite, metavar="SUITE",
+                       help=f"{', '.join(SUITES)} or all (the default)")
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="auto: cuda where a GPU is seen, where the Triton and CUDA paths join in")
     bench.add_argument("--scale", default="full", choices=("full", "quick", "tiny"),

@@ -98,6 +98,18 @@ def test_a_failing_case_is_a_failure_row_and_the_others_still_run(tmp_path, caps
     assert "Failed:\n- s | g | ours: ValueError: no such file" in markdown(results, {})
 
 
+def test_without_suites_named_the_command_runs_all(monkeypatch, tmp_path):
+    import cxrfast.bench.runner
+
+    asked = []
+    monkeypatch.setattr(cxrfast.bench.runner, "run_bench", lambda *args: asked.append(args) or [])
+    assert main(["bench", "--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "eval", "dicom", "eval", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert asked == [(list(SUITES), "quick", "cpu", tmp_path), (["eval", "dicom"], "full", "cpu", tmp_path)]
+    with pytest.raises(SystemExit):
+        main(["bench", "gpu"])
+
+
 def test_unknown_suites_and_scales_are_named():
     with pytest.raises(ConfigError, match="no benchmark suite 'gpu'"):
         suite_cases("gpu", "tiny", "cpu")

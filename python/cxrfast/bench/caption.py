@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from cxrfast.bench.case import Case, Step, Workspace
+from cxrfast.bench.training_step import training_step
 from cxrfast.data.report_tokenizer import EOS_ID, SOS_ID, ReportTokenizer
 from cxrfast.data.synthetic import make_phantom
 from cxrfast.data.synthetic_reports import phantom_report
@@ -133,17 +134,10 @@ def _captioning(sizes: Captioning, part: str, role: str):
         inputs = inputs.to(device)
         optimizer = torch.optim.AdamW(torch.nn.ModuleList(trained).parameters(), lr=1e-4)
 
-        def step() -> Tensor:
-            features = method.feature_map(inputs) if part == "step" else inputs
-            loss = head.loss(features, tokens, lengths)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):  # a diverged step fails the case instead of being timed
-                raise AssertionError(f"the step's loss is {float(loss)}")
-            return loss
+        def loss() -> Tensor:
+            return head.loss(method.feature_map(inputs) if part == "step" else inputs, tokens, lengths)
 
-        return Step(step)
+        return Step(training_step(loss, optimizer))
 
     return make
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from cxrfast.bench.case import Case, Step, Workspace
+from cxrfast.bench.training_step import training_step
 from cxrfast.data.batch import Batch
 from cxrfast.losses.reference import naive_dino
 from cxrfast.methods import create_method
@@ -61,12 +62,10 @@ def _step(sizes: Sizes, role: str):
                  for side in [sizes.global_side] * GLOBAL_CROPS + [sizes.local_side] * sizes.local_crops]
         dino.schedule(1, 100, 10)
 
-        def run():
-            dino.zero_grad(set_to_none=True)
-            loss = dino.training_step(Batch(views=views)) if role == "cxrfast" else _naive_loss(dino, views)
-            loss.backward()
+        def loss() -> torch.Tensor:
+            return dino.training_step(Batch(views=views)) if role == "cxrfast" else _naive_loss(dino, views)
 
-        return Step(run)
+        return Step(training_step(loss, model=dino))
 
     return make
 

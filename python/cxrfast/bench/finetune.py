@@ -58,7 +58,7 @@ SUITE = "finetune"
 QUIET = {"checkpoint_every": 10**6, "log_every": 10**6}  # only the end-of-run checkpoint is written
 
 # Linear evaluation: phantoms, size, batch, epochs (a frozen ResNet-18 at every scale)
-LINEAR = {"full": (64, 128, 16, 100), "quick": (32, 64, 8, 20), "tiny": (16, 64, 4, 3)}
+LINEAR = {"full": (64, 128, 16, 100), "quick": (32, 64, 8, 60), "tiny": (16, 64, 4, 3)}
 LINEAR_LR, TRAIN_SHARE = 0.05, 0.7
 # Full fine-tuning: phantoms, cache size, crop size, batch, steps, loader workers, architectures
 FULL = {"full": (160, 256, 224, 32, 4, 2, ("resnet50", "vit_small_patch16_224")),

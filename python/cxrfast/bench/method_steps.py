@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from cxrfast.bench.case import Case, Step, Workspace
+from cxrfast.bench.training_step import training_step
 from cxrfast.data.batch import Batch
 from cxrfast.methods import create_method, method_class
 from cxrfast.methods.multicrop import MultiCropMethod
@@ -117,18 +118,7 @@ def _step(method: str, sizes: Sizes, role: str):
                 model.schedule(next(steps), 100, 10)
                 return model.training_step(batch)
 
-        optimizer = _lars(model)
-
-        def run() -> Tensor:
-            value = loss()
-            value.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(value):  # a diverged step fails the case instead of being timed
-                raise AssertionError(f"{method}'s loss is {float(value)}")
-            return value
-
-        return Step(run)
+        return Step(training_step(loss, _lars(model)))
 
     return make
 

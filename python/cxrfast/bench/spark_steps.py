@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 
 from cxrfast.bench.case import Case, Step, Workspace
+from cxrfast.bench.training_step import training_step
 from cxrfast.data.batch import Batch
 from cxrfast.methods.spark import DEFAULT_DECODER_WIDTH, SparK
 from cxrfast.models import create_backbone, import_timm
@@ -54,13 +55,7 @@ def _step(sizes: Sizes, width: int, sparse: bool):
         images = workspace.shared(("spark images", sizes), lambda: torch.rand(
             sizes.batch, 1, sizes.side, sizes.side, generator=torch.Generator().manual_seed(1)).to(workspace.device))
         batch = Batch([images])
-
-        def run():
-            model.training_step(batch).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        return Step(run)
+        return Step(training_step(lambda: model.training_step(batch), optimizer))
 
     return make
 
